@@ -1,0 +1,60 @@
+"""Benchmark one artifact honestly: load time, first run, warm-up, then >= 50 runs and >= 1 s.
+
+`measure` runs in a child process (edgekit.isolate) that imports only numpy and the artifact's
+runtime, so peak RSS is the runtime's, not the CLI's. Inputs are the bundle's self-test vectors.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+WARMUP_S, MIN_RUNS, MIN_TIME_S, MAX_TIME_S = 0.5, 50, 1.0, 120.0
+
+
+def latency_stats(times_ms: list[float]) -> dict:
+    a = np.asarray(times_ms)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()),
+            "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "min": float(a.min()), "max": float(a.max())}
+
+
+def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: float = WARMUP_S,
+            min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False) -> dict:
+    from .bundle import open_bundle
+    from .envinfo import environment
+    from .pipeline import selftest_feeds
+    from .runtimes import runner_class
+
+    manifest = open_bundle(bundle_dir)
+    art = next(a for a in manifest.artifacts if a.id == artifact_id)
+    feeds = selftest_feeds(Path(bundle_dir), manifest)[0][0]
+    cls = runner_class(art.runtime)
+    t = time.perf_counter()
+    runner = cls(Path(bundle_dir) / art.path, threads=threads)
+    load_ms = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    runner.run(feeds)
+    first_ms = (time.perf_counter() - t) * 1e3
+    end = time.perf_counter() + warmup_s
+    while time.perf_counter() < end:
+        runner.run(feeds)
+    times, start, last_note = [], time.perf_counter(), time.perf_counter()
+    while (len(times) < min_runs or time.perf_counter() - start < min_time_s) and time.perf_counter() - start < MAX_TIME_S:
+        t = time.perf_counter()
+        runner.run(feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+        if progress and time.perf_counter() - last_note > 3:
+            print(f"  {artifact_id}: {len(times)} runs ...", file=sys.stderr, flush=True)
+            last_note = time.perf_counter()
+    return {
+        "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
+        "latency_ms": latency_stats(times), "runs": len(times), "load_ms": load_ms, "first_run_ms": first_ms,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "size_bytes": art.size_bytes, "threads": threads,
+        "measured_on": "target" if manifest.target.get("host_is_target") else "host (not the target device)",
+        "env": environment(threads, art.runtime, cls.version()),
+    }

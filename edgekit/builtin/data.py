@@ -1,0 +1,89 @@
+"""Real data that ships with installed packages: photos (scikit-image, scikit-learn) and sentences
+(the Python standard library's docstrings). Splits are by source, so calibration and
+verification never share a photo or a sentence.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+
+import numpy as np
+
+# Different photos for the two roles; `cat` is the same photo as `chelsea`, so it is not used.
+VERIFY_PHOTOS = ["chelsea", "coffee", "rocket", "astronaut", "sklearn:china.jpg", "motorcycle_left",
+                 "camera", "clock"]
+CALIB_PHOTOS = ["sklearn:flower.jpg", "motorcycle_right", "hubble_deep_field", "immunohistochemistry",
+                "retina", "coins", "grass", "brick", "gravel", "moon"]
+
+
+def photo(name: str) -> np.ndarray:
+    """An RGB uint8 photo by name."""
+    if name.startswith("sklearn:"):
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(name.split(":", 1)[1])
+    elif name.startswith("motorcycle_"):
+        import skimage.data
+
+        left, right, _disp = skimage.data.stereo_motorcycle()
+        img = left if name.endswith("left") else right
+    else:
+        import skimage.data
+
+        img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def crops(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """`count` deterministic square crops (centre, then corners, at two scales) resized to size x size,
+    as float32 RGB in [0, 1]."""
+    from skimage.transform import resize
+
+    h, w = img.shape[:2]
+    boxes = []
+    for frac in (1.0, 0.7):
+        s = int(min(h, w) * frac)
+        for fy, fx in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
+            boxes.append((int((h - s) * fy), int((w - s) * fx), s))
+    out = []
+    for y0, x0, s in boxes[:count]:
+        c = img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0
+        out.append(resize(c, (size, size), anti_aliasing=True).astype(np.float32))
+    return out
+
+
+_STDLIB = ["json", "os", "re", "collections", "functools", "itertools", "pathlib", "textwrap", "string",
+           "random", "statistics", "heapq", "bisect", "shutil", "tempfile", "csv", "datetime", "decimal",
+           "fractions", "zipfile", "tarfile", "gzip", "hashlib", "base64", "difflib", "argparse",
+           "logging", "typing", "dataclasses", "enum", "contextlib", "inspect", "ast", "tokenize",
+           "urllib.parse", "html", "sqlite3", "threading", "queue", "subprocess", "socket", "math",
+           "calendar", "copy", "pprint", "struct", "uuid", "ipaddress", "glob", "fnmatch", "locale"]
+
+
+def sentences() -> list[str]:
+    """Sentences from standard-library docstrings: deterministic, offline, real English prose."""
+    seen, out = set(), []
+    for modname in _STDLIB:
+        mod = importlib.import_module(modname)
+        objs = [mod] + [getattr(mod, n) for n in sorted(dir(mod)) if not n.startswith("_")]
+        for obj in objs:
+            doc = getattr(obj, "__doc__", None)
+            if not isinstance(doc, str):
+                continue
+            for s in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
+                if 30 <= len(s) <= 240 and s[0].isupper() and s not in seen and ">>>" not in s:
+                    seen.add(s)
+                    out.append(s)
+    return sorted(out)
+
+
+def split_by_hash(items: list[str], held_out_every: int = 4) -> tuple[list[str], list[str]]:
+    """(calibration, verification) split by a stable hash of each item: never overlapping."""
+    calib, verify = [], []
+    for s in items:
+        bucket = int(hashlib.sha256(s.encode()).hexdigest()[:8], 16) % held_out_every
+        (verify if bucket == 0 else calib).append(s)
+    return calib, verify

@@ -1,0 +1,128 @@
+"""Write bundles atomically and open them only when they are complete and intact.
+
+Writing: everything goes into a staging folder beside the destination (`OUT.partial`); the
+manifest is written last (temp file + fsync + rename) with `complete: true`; then the staging
+folder is renamed onto OUT. A crash at any point leaves either the previous bundle, no bundle,
+or a `.partial` folder that `open_bundle` refuses — never a bundle that looks complete.
+
+Reading: `open_bundle` checks the schema, the completion flag, and every listed file's size and
+sha256 against the manifest before anything runs it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .errors import BundleError
+from .manifest import MANIFEST, SCHEMA, Manifest
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(Path(dirpath) / name, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+class BundleWriter:
+    """Stage a bundle in OUT.partial and publish it onto OUT in one rename."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out).resolve()
+        self.stage = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
+        if self.stage.exists():  # left by an interrupted run; it never claimed to be complete
+            shutil.rmtree(self.stage)
+        self.stage.mkdir(parents=True)
+
+    def path(self, rel: str) -> Path:
+        p = self.stage / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def publish(self, manifest: Manifest) -> Path:
+        manifest.complete = True
+        _fsync_tree(self.stage)
+        tmp = self.stage / (MANIFEST + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.stage / MANIFEST)
+        _fsync_dir(self.stage)
+        old = None
+        if self.out.exists():
+            # Two renames: if we die between them, OUT is absent and the old bundle sits in
+            # OUT.old-*, still complete; nothing half-written is ever at OUT.
+            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}-{int(time.time())}")
+            os.rename(self.out, old)
+        os.rename(self.stage, self.out)
+        _fsync_dir(self.out.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+    def abandon(self) -> Path:
+        """Leave the staging folder (with its logs) for the user to inspect; it never loads."""
+        return self.stage
+
+
+def open_bundle(bundle_dir, check_hashes: bool = True) -> Manifest:
+    """Return the manifest of a complete, intact bundle, or raise BundleError saying what is wrong."""
+    d = Path(bundle_dir)
+    if d.name.endswith(PARTIAL_SUFFIX):
+        raise BundleError(f"{d} is an unfinished compile (a '{PARTIAL_SUFFIX}' staging folder), not a bundle",
+                          hint="run the compile again; its logs/ folder says where it stopped")
+    mpath = d / MANIFEST
+    if not d.is_dir():
+        raise BundleError(f"no bundle at {d}: folder not found")
+    if not mpath.is_file():
+        raise BundleError(f"{d} is not a bundle: {MANIFEST} is missing")
+    try:
+        import json
+
+        raw = json.loads(mpath.read_text())
+        manifest = Manifest.from_dict(raw)
+    except (ValueError, TypeError, KeyError) as e:
+        raise BundleError(f"{mpath} is not a valid edgekit manifest: {e}") from None
+    if manifest.schema != SCHEMA:
+        raise BundleError(f"{mpath} has schema {manifest.schema!r}; this edgekit reads {SCHEMA!r}")
+    if not manifest.complete:
+        raise BundleError(f"{d} is incomplete (its manifest was never marked complete)")
+    files = [(a.id, a.path, a.sha256, a.size_bytes) for a in manifest.artifacts]
+    if manifest.selftest:
+        st = manifest.selftest
+        files.append(("selftest", st["path"], st["sha256"], st["size_bytes"]))
+    root = d.resolve()
+    for ident, rel, sha, size in files:
+        p = (root / rel).resolve()
+        if root not in p.parents:
+            raise BundleError(f"{ident}: path {rel!r} points outside the bundle; refused")
+        if not p.is_file():
+            raise BundleError(f"{ident}: file {rel} listed in the manifest is missing")
+        if p.stat().st_size != size:
+            raise BundleError(f"{ident}: {rel} is {p.stat().st_size} bytes, manifest says {size}")
+        if check_hashes and sha256_file(p) != sha:
+            raise BundleError(f"{ident}: {rel} does not match its sha256 in the manifest (corrupted or modified)")
+    return manifest

@@ -1,0 +1,76 @@
+"""One error tree for everything a user can cause; each class carries its exit code.
+
+Anything that is not an EdgekitError is a bug in edgekit and keeps its traceback.
+The exit codes are documented in the README ("Exit codes"); keep the two in step.
+"""
+from __future__ import annotations
+
+import difflib
+
+
+class EdgekitError(Exception):
+    """A failure the user can act on. `hint` is the next thing to type or try."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(EdgekitError):
+    """Unknown target/command/option value."""
+
+    exit_code = 2
+
+
+class ModelSourceError(EdgekitError):
+    """The --model spec cannot be resolved: missing file, bad factory, bad return value."""
+
+    exit_code = 3
+
+
+class UnsafeModelError(EdgekitError):
+    """A model file would run code or reach outside its folder; refused before it runs."""
+
+    exit_code = 4
+
+
+class ToolchainMissing(EdgekitError):
+    """A converter or runtime is not installed; the hint is the exact install command."""
+
+    exit_code = 5
+
+
+class ConversionError(EdgekitError):
+    """A conversion step failed or crashed; the message names the step and its log file."""
+
+    exit_code = 6
+
+
+class VerificationFailed(EdgekitError):
+    """An artifact ran but its outputs are outside the profile's tolerance."""
+
+    exit_code = 7
+
+
+class BundleError(EdgekitError):
+    """A bundle is missing, incomplete, or its files do not match the manifest."""
+
+    exit_code = 8
+
+
+class InputError(EdgekitError):
+    """predict() got inputs with the wrong names, shapes or dtypes."""
+
+    exit_code = 9
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean "x"?)' or '' — a suggestion only, never an auto-correction."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f' (did you mean "{close[0]}"?)' if close else ""

@@ -1,0 +1,147 @@
+"""compile: load -> export -> artifact(s) -> verify -> bundle, each heavy step in a child process.
+
+The parent never imports torch or a toolchain; it orders the steps, collects their results,
+decides roles, and publishes the bundle atomically (edgekit.bundle.BundleWriter).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__, deps
+from .bundle import BundleWriter, sha256_file
+from .converters import CONVERTERS, toolchains
+from .errors import ConversionError, EdgekitError, ToolchainMissing, VerificationFailed
+from .isolate import run_step
+from .manifest import Artifact, Manifest, TensorSpec, Verification
+from .runtimes import toolchain_of
+from .sources import DEFAULT_MODEL
+from .steps import load_samples, save_samples
+from .targets import get_profile
+
+SELFTEST_SAMPLES = 4
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def default_out(spec: str, target: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(spec.split(":")[-1] if spec.startswith("builtin:") else spec).stem)
+    return Path("build") / f"{slug.strip('-') or 'model'}-{target}"
+
+
+def _missing_toolchains(cand) -> list[str]:
+    needed = list(toolchains(cand.converter)) + [toolchain_of(cand.runtime)]
+    return [t for t in dict.fromkeys(needed) if not deps.available(t)]
+
+
+def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None) -> tuple[Path, Manifest]:
+    spec = spec or DEFAULT_MODEL
+    profile = get_profile(target)  # unknown target fails here, before any work
+    out_dir = Path(out) if out else default_out(spec, target)
+    candidates, skipped = [], []
+    for c in profile.candidates:
+        missing = _missing_toolchains(c)
+        (skipped.append({"id": c.id, "stage": "toolchain", "error": f"not installed: {', '.join(missing)}",
+                         "hint": deps.TOOLCHAINS[missing[0]].install}) if missing else candidates.append(c))
+    if not candidates:
+        first = skipped[0]
+        raise ToolchainMissing(f"target {target!r} cannot be built here: {first['error']}", hint=first["hint"])
+
+    writer = BundleWriter(out_dir)
+    logs, work = writer.stage / "logs", writer.stage / "work"
+    t0 = time.perf_counter()
+    need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
+    say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
+    say("  prepare: load model, reference outputs, ONNX export ...")
+    info = run_step("prepare", "edgekit.steps:prepare",
+                    {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx}, logs)
+    say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
+        f"{info['verify_data']})")
+
+    artifacts, failed = [], list(skipped)
+    for c in candidates:
+        fmt, suffix = CONVERTERS[c.converter][2], CONVERTERS[c.converter][3]
+        rel = f"artifacts/{c.id}{suffix}"
+        t1 = time.perf_counter()
+        say(f"  {c.id}: convert ({c.converter}) + verify on {c.runtime} ...")
+        try:
+            res = run_step(f"build-{c.id}", "edgekit.steps:build_candidate",
+                           {"candidate": {"converter": c.converter, "runtime": c.runtime, "precision": c.precision,
+                                          "options": dict(c.options)},
+                            "workdir": str(work), "out_path": str(writer.path(rel)),
+                            "tolerance": profile.tolerance(c.precision).to_dict()}, logs)
+        except EdgekitError as e:
+            say(f"  {c.id}: FAILED — {e.message}")
+            failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
+            continue
+        v = Verification(**res["verification"])
+        path = writer.stage / rel
+        artifacts.append(Artifact(
+            id=c.id, role="", format=fmt, runtime=c.runtime, precision=c.precision, path=rel,
+            sha256=sha256_file(path), size_bytes=path.stat().st_size,
+            inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
+            outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
+            converter=res["converter"],
+            toolchain=deps.versions(dict.fromkeys(["torch", *toolchains(c.converter), toolchain_of(c.runtime)])),
+        ))
+        say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
+            + (f" — {v.reason}" if v.reason else ""))
+
+    # Roles: verified artifacts in the profile's preference order; failed ones are kept for inspection
+    # but marked rejected so nothing loads them.
+    verified = [a for a in artifacts if a.verification.status == "passed"]
+    for a in artifacts:
+        a.role = "rejected" if a.verification.status == "failed" else ("primary" if a is verified[0] else "fallback")
+    artifacts.sort(key=lambda a: (a.role == "rejected", [x.id for x in candidates].index(a.id)))
+
+    if not artifacts:
+        writer.abandon()
+        raise ConversionError(f"no artifact could be built for target {target!r}: "
+                              + "; ".join(f"{f['id']}: {f['error']}" for f in failed),
+                              hint=f"logs are in {logs}")
+
+    selftest = _write_selftest(writer, work)
+    manifest = Manifest(
+        model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
+                                    "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
+                                    "export")},
+        target={"name": profile.name, "description": profile.description, "device": profile.device,
+                "host_is_target": profile.host_is_target,
+                "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},
+                "primary_choice": {"rule": "first verified candidate in the profile's preference order",
+                                   "measured_on_device": False}},
+        artifacts=artifacts, failed_candidates=failed, selftest=selftest,
+        edgekit_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    shutil.rmtree(work, ignore_errors=True)  # the export and reference data are not part of the bundle
+    final = writer.publish(manifest)
+    say(f"[edgekit] bundle written: {final} ({time.perf_counter() - t0:.1f} s)")
+    if not verified:
+        raise VerificationFailed(f"no artifact passed verification for target {target!r}: "
+                                 + "; ".join(f"{a.id}: {a.verification.reason}" for a in artifacts),
+                                 hint=f"the bundle at {final} records every metric; nothing in it will load")
+    return final, manifest
+
+
+def _write_selftest(writer: BundleWriter, work: Path) -> dict:
+    """A few held-out inputs with their reference outputs: a device (or app) re-checks the artifact."""
+    inputs, refs, _ = load_samples(work / "verify.npz")
+    n = min(SELFTEST_SAMPLES, len(inputs))
+    path = writer.path("selftest.npz")
+    save_samples(path, inputs[:n], refs[:n])
+    return {"path": "selftest.npz", "sha256": sha256_file(path), "size_bytes": path.stat().st_size, "samples": n,
+            "reference": "same as model.reference"}
+
+
+def selftest_feeds(bundle_dir: Path, manifest: Manifest) -> tuple[list[dict], list[dict]]:
+    if not manifest.selftest:
+        return [], []
+    inputs, refs, _ = load_samples(Path(bundle_dir) / manifest.selftest["path"])
+    return inputs, refs
+

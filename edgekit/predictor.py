@@ -1,0 +1,90 @@
+"""`edgekit.load(bundle)` -> Predictor: run a bundle's primary artifact with checked inputs.
+
+Needs only numpy and the artifact's runtime. Inputs are checked against the manifest (names,
+shapes, dtypes) before the runtime sees them, so a mistake reads as what was expected and what
+was given, not as a runtime's internal error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import open_bundle
+from .errors import BundleError, InputError
+from .manifest import Artifact, Manifest, TensorSpec
+from .runtimes import runner_class
+
+
+def check_inputs(specs: list[TensorSpec], inputs) -> dict[str, np.ndarray]:
+    """Accept a dict by name, a list/tuple in order, or one array for a one-input model."""
+    expected = ", ".join(s.describe() for s in specs)
+    if isinstance(inputs, dict):
+        feeds = dict(inputs)
+    elif isinstance(inputs, (list, tuple)):
+        if len(inputs) != len(specs):
+            raise InputError(f"got {len(inputs)} inputs, the model takes {len(specs)}: {expected}")
+        feeds = {s.name: x for s, x in zip(specs, inputs)}
+    elif len(specs) == 1:
+        feeds = {specs[0].name: inputs}
+    else:
+        raise InputError(f"the model takes {len(specs)} inputs; pass a dict or a list: {expected}")
+    names = [s.name for s in specs]
+    missing = [n for n in names if n not in feeds]
+    extra = [n for n in feeds if n not in names]
+    if missing or extra:
+        raise InputError(f"input names do not match: missing {missing}, unexpected {extra}; expected {expected}")
+    out = {}
+    for s in specs:
+        x = feeds[s.name]
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input {s.name!r} must be a numpy array, got {type(x).__name__}; expected {s.describe()}")
+        if str(x.dtype) != s.dtype:
+            raise InputError(f"input {s.name!r} has dtype {x.dtype}, expected {s.dtype} "
+                             f"(convert with .astype(np.{s.dtype}))")
+        if tuple(x.shape) != tuple(s.shape):
+            raise InputError(f"input {s.name!r} has shape {list(x.shape)}, expected {list(s.shape)}")
+        out[s.name] = np.ascontiguousarray(x)
+    return out
+
+
+class Predictor:
+    def __init__(self, bundle_dir: Path, manifest: Manifest, artifact: Artifact, threads: int | None):
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = manifest
+        self.artifact = artifact
+        self.runner = runner_class(artifact.runtime)(self.bundle_dir / artifact.path, threads=threads)
+
+    @property
+    def active(self) -> str:
+        return self.artifact.id
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.artifact.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.artifact.outputs
+
+    def predict(self, inputs) -> dict[str, np.ndarray]:
+        return self.runner.run(check_inputs(self.artifact.inputs, inputs))
+
+
+def load(bundle_dir, artifact: str | None = None, threads: int | None = None,
+         check_hashes: bool = True) -> Predictor:
+    """Open a complete bundle and return a predictor on its primary (or the named) artifact."""
+    manifest = open_bundle(bundle_dir, check_hashes=check_hashes)
+    usable = manifest.usable()
+    if artifact is not None:
+        chosen = [a for a in manifest.artifacts if a.id == artifact]
+        if not chosen:
+            raise BundleError(f"no artifact {artifact!r} in {bundle_dir}; it has {[a.id for a in manifest.artifacts]}")
+        if chosen[0].role == "rejected":
+            raise BundleError(f"artifact {artifact!r} failed verification ({chosen[0].verification.reason}); refused")
+        pick = chosen[0]
+    elif not usable:
+        raise BundleError(f"{bundle_dir} holds no verified artifact (all were rejected); see its manifest")
+    else:
+        pick = usable[0]
+    return Predictor(Path(bundle_dir), manifest, pick, threads)

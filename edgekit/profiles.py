@@ -1,0 +1,47 @@
+"""What a target profile says: candidate artifacts in preference order, and the tolerances each
+precision must meet on held-out data. Profiles themselves live in targets/, one file each."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    cosine_min: float  # cosine similarity of all outputs vs the reference, flattened
+    top1_min: float  # top-1 agreement with the reference, for classifiers
+    max_nonfinite: int = 0  # NaN/Inf count allowed in the artifact's outputs
+
+    def to_dict(self) -> dict:
+        return {"cosine_min": self.cosine_min, "top1_min": self.top1_min, "max_nonfinite": self.max_nonfinite}
+
+
+# FP32 artifacts must reproduce the source almost exactly; later precisions get their own rows.
+DEFAULT_TOLERANCES = {
+    "fp32": Tolerance(cosine_min=0.9999, top1_min=0.99),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    converter: str  # key in edgekit.converters.CONVERTERS
+    runtime: str  # key in edgekit.runtimes.RUNTIMES
+    precision: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.runtime}-{self.precision}"
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    device: str  # what the target hardware is, in words
+    candidates: tuple[Candidate, ...]  # preference order: first verified one is primary
+    # True when this machine can be the target itself (e.g. `cpu`): host timings are device timings.
+    host_is_target: bool = False
+    tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+
+    def tolerance(self, precision: str) -> Tolerance:
+        return self.tolerances[precision]

@@ -1,0 +1,36 @@
+"""The one interface every runtime implements (after Polygraphy's runners)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import TensorSpec
+
+
+class Runner:
+    """Load one artifact file; run it on a dict of numpy arrays; return a dict of numpy arrays."""
+
+    runtime = ""  # key in RUNTIMES
+    toolchain = ""  # key in edgekit.deps.TOOLCHAINS
+
+    def __init__(self, path: Path, threads: int | None = None):
+        self.path = Path(path)
+        self.threads = threads
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @classmethod
+    def version(cls) -> str | None:
+        from .. import deps
+
+        return deps.version(cls.toolchain)

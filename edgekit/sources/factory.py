@@ -1,0 +1,107 @@
+"""`file.py:factory` and `package.module:factory` model sources.
+
+factory() returns either `(module, example_inputs)` or a dict with keys:
+  model, example_inputs                       required
+  input_names, output_names                   names for the artifact's tensors
+  task ("classification"|"embedding"|...), labels, preprocessing (dict: layout, mean, std, ...)
+  verification_inputs [, verification_labels] held-out samples (never the calibration ones)
+  calibration_inputs                          representative samples for quantization
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelSourceError
+from .model import ModelSource, as_sample, random_like
+
+VERIFY_RANDOM_SAMPLES = 16
+
+
+def module_sha256(module) -> str:
+    """Identify a module by its weights (names, dtypes, shapes, bytes), order-independent."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        a = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{a.dtype}:{tuple(t.shape)}".encode())
+        h.update(a.view(torch.uint8).numpy().tobytes())  # raw bytes: works for every dtype
+    return h.hexdigest()
+
+
+def _import_target(target: str):
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ModelSourceError(f"model file not found: {target}")
+        name = f"edgekit_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.path.insert(0, str(path.parent.resolve()))  # let the file import its neighbours
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        raise ModelSourceError(f"cannot import {target!r}: {e}",
+                               hint="use path/to/file.py:factory for a file, or install the package") from None
+
+
+def _float_dtype(module) -> str | None:
+    for p in module.parameters():
+        if p.dtype.is_floating_point:
+            return str(p.dtype).replace("torch.", "")
+    return None
+
+
+def load_factory(spec: str, weights: str | None = None) -> ModelSource:
+    import torch
+
+    target, _, fn_name = spec.rpartition(":")
+    mod = _import_target(target)
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        choices = [n for n in dir(mod) if callable(getattr(mod, n)) and not n.startswith("_")]
+        raise ModelSourceError(f"{target} has no function {fn_name!r}; it has: {', '.join(choices[:10])}")
+    result = fn()
+    if isinstance(result, tuple) and len(result) == 2:
+        result = {"model": result[0], "example_inputs": result[1]}
+    if not isinstance(result, dict) or "model" not in result or "example_inputs" not in result:
+        raise ModelSourceError(f"{spec} must return (module, example_inputs) or a dict with 'model' and "
+                               "'example_inputs'")
+    module = result["model"]
+    if not isinstance(module, torch.nn.Module):
+        raise ModelSourceError(f"{spec} returned a {type(module).__name__}, not a torch.nn.Module")
+    if weights:
+        from .safety import load_state_dict
+
+        sd = load_state_dict(Path(weights))
+        missing, unexpected = module.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ModelSourceError(f"--weights {weights} does not fit the module: missing {list(missing)[:5]}, "
+                                   f"unexpected {list(unexpected)[:5]}")
+    module.eval()
+    fdt = _float_dtype(module)
+    names = result.get("input_names")
+    example = as_sample(result["example_inputs"], names, fdt)
+    verify = [as_sample(s, list(example), fdt) for s in result.get("verification_inputs", [])]
+    verify_data = "factory" if verify else "random"
+    if not verify:
+        verify = random_like(example, VERIFY_RANDOM_SAMPLES, seed=20261127)
+    labels = result.get("verification_labels")
+    return ModelSource(
+        name=Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1],
+        spec=spec, kind="torch", sha256=module_sha256(module), example=example, module=module,
+        output_names=result.get("output_names"), task=result.get("task", "generic"),
+        labels=result.get("labels"), preprocessing=dict(result.get("preprocessing", {})),
+        verify_inputs=verify, verify_labels=None if labels is None else np.asarray(labels),
+        verify_data=verify_data,
+        calib_inputs=[as_sample(s, list(example), fdt) for s in result.get("calibration_inputs", [])],
+    )

@@ -1,0 +1,50 @@
+"""`.onnx` model source: checked for escaping external data, then described from its graph.
+
+The reference for verification is the same file on ONNX Runtime with all graph optimizations
+off (the closest thing to "the model as given"); the manifest records that.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelSourceError
+from .model import ModelSource, random_like
+from .safety import check_onnx_external_data
+
+_ONNX_TO_NUMPY = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 3: "int8", 2: "uint8",
+                  9: "bool"}
+
+
+def load_onnx(path: Path) -> ModelSource:
+    import onnx
+
+    check_onnx_external_data(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ModelSourceError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+    inits = {i.name for i in model.graph.initializer}
+    example = {}
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        tt = i.type.tensor_type
+        dtype = _ONNX_TO_NUMPY.get(tt.elem_type)
+        if dtype is None:
+            raise ModelSourceError(f"{path}: input {i.name!r} has an unsupported element type {tt.elem_type}")
+        # Dynamic dimensions become 1: edge artifacts are compiled for static shapes.
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
+        example[i.name] = np.zeros(shape, dtype=dtype) if dtype != "float32" else \
+            np.random.default_rng(0).standard_normal(shape).astype("float32")
+    for name, a in example.items():
+        if a.dtype.kind in "iu":  # token-id-like inputs: a small range any vocabulary has
+            example[name] = np.random.default_rng(1).integers(0, 100, a.shape).astype(a.dtype)
+    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    return ModelSource(
+        name=path.stem, spec=str(path), kind="onnx", sha256=h, example=example, onnx_path=path.resolve(),
+        output_names=[o.name for o in model.graph.output],
+        verify_inputs=random_like(example, 16, seed=20261127), verify_data="random",
+    )

@@ -1,0 +1,161 @@
+"""The compile steps that run in child processes (see edgekit.isolate): prepare, build a candidate.
+
+prepare: load the model, compute reference outputs on the held-out inputs, export ONNX once.
+build_candidate: run one converter, then load the fresh artifact on its real runtime and verify it
+against the reference. Both write only inside the work folder / the given artifact path.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import TensorSpec
+
+
+@dataclass
+class Work:
+    """The prepared work folder shared by all candidates of one compile."""
+
+    dir: Path
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.dir / "source.onnx"
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.dir / "model.json").read_text())
+
+    def samples(self, kind: str) -> tuple[list[dict], list[dict], np.ndarray | None]:
+        """(inputs, reference outputs, labels) of 'verify' or 'calib'."""
+        return load_samples(self.dir / f"{kind}.npz")
+
+
+def save_samples(path: Path, inputs: list[dict], refs: list[dict] | None = None, labels=None) -> None:
+    arrays = {f"in:{k}": np.stack([s[k] for s in inputs]) for k in inputs[0]} if inputs else {}
+    if refs:
+        arrays.update({f"ref:{k}": np.stack([r[k] for r in refs]) for k in refs[0]})
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels)
+    np.savez(path, **arrays)
+
+
+def load_samples(path: Path):
+    with np.load(path, allow_pickle=False) as z:
+        ins = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
+        refs = {k[4:]: z[k] for k in z.files if k.startswith("ref:")}
+        labels = z["labels"] if "labels" in z.files else None
+    n = len(next(iter(ins.values()))) if ins else 0
+    return ([{k: v[i] for k, v in ins.items()} for i in range(n)],
+            [{k: v[i] for k, v in refs.items()} for i in range(n)] if refs else [], labels)
+
+
+def _reference_outputs(src, samples: list[dict]) -> list[dict]:
+    if src.kind == "torch":
+        import torch
+
+        names = None
+        outs = []
+        with torch.no_grad():
+            for s in samples:
+                y = src.module(*[torch.from_numpy(a.copy()) for a in s.values()])
+                if isinstance(y, dict):
+                    names = names or list(y)
+                    ys = list(y.values())
+                else:
+                    ys = list(y) if isinstance(y, (tuple, list)) else [y]
+                if names is None:
+                    names = src.output_names or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
+                outs.append({n: t.detach().numpy().copy() for n, t in zip(names, ys)})
+        src.output_names = names
+        return outs
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
+    sess = ort.InferenceSession(str(src.onnx_path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, s))) for s in samples]
+
+
+def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> dict:
+    from .sources import load_model
+    from .verify import accuracy
+
+    work = Work(Path(workdir))
+    work.dir.mkdir(parents=True, exist_ok=True)
+    src = load_model(spec, weights)
+    refs = _reference_outputs(src, src.verify_inputs)
+    save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
+    if src.calib_inputs:
+        save_samples(work.dir / "calib.npz", src.calib_inputs)
+    export = {}
+    if need_onnx:
+        if src.kind == "torch":
+            from .converters.onnx_export import export_onnx
+
+            export = export_onnx(src.module, src.example, src.output_names, work.onnx_path)
+        else:
+            import onnx_ir as ir
+
+            ir.save(ir.load(str(src.onnx_path)), str(work.onnx_path))  # external data already checked
+            export = {"exporter": "given as ONNX"}
+    src_acc = None
+    if src.verify_labels is not None and src.task == "classification":
+        src_acc = accuracy(np.stack([r[src.output_names[0]] for r in refs]), src.verify_labels)
+    info = {
+        "name": src.name, "source": spec, "kind": src.kind, "sha256": src.sha256, "task": src.task,
+        "labels": src.labels, "preprocessing": src.preprocessing,
+        "inputs": [TensorSpec.of(k, v).to_dict() for k, v in src.example.items()],
+        "outputs": [TensorSpec.of(k, v).to_dict() for k, v in refs[0].items()],
+        "reference": "PyTorch eager (torch.no_grad)" if src.kind == "torch"
+                     else "the given ONNX file on ONNX Runtime with graph optimizations off",
+        "verify_data": src.verify_data, "verify_samples": len(src.verify_inputs),
+        "calib_samples": len(src.calib_inputs), "source_accuracy": src_acc, "export": export,
+    }
+    (work.dir / "model.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict) -> dict:
+    from .converters import converter_module
+    from .profiles import Candidate, Tolerance
+    from .runtimes import runner_class
+    from .verify import accuracy, judge, output_metrics
+
+    work = Work(Path(workdir))
+    cand = Candidate(**candidate)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    conv_info = converter_module(cand.converter).convert(work, cand, out)
+    info = work.info
+    runner = runner_class(cand.runtime)(out)
+    inputs, refs, labels = work.samples("verify")
+    got = [runner.run(s) for s in inputs]
+    ref_names = [o["name"] for o in info["outputs"]]
+    missing = [n for n in ref_names if n not in got[0]]
+    if missing:
+        from .errors import ConversionError
+
+        raise ConversionError(f"{cand.id}: artifact outputs {list(got[0])} lack {missing}")
+    classifier = info["task"] == "classification"
+    metrics = {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier)
+               for n in ref_names}
+    tol = Tolerance(**tolerance)
+    failures = judge(metrics, tol)
+    acc = None
+    if labels is not None and classifier:
+        acc = accuracy(np.stack([g[ref_names[0]] for g in got]), labels)
+    return {
+        "converter": conv_info,
+        "inputs": info["inputs"],
+        "outputs": [TensorSpec.of(n, got[0][n]).to_dict() for n in ref_names],
+        "verification": {
+            "status": "failed" if failures else "passed", "where": "host-runtime",
+            "reason": "; ".join(failures), "samples": len(inputs), "metrics": metrics,
+            "tolerance": tol.to_dict(), "failures": failures, "accuracy": acc,
+        },
+    }

@@ -1,0 +1,53 @@
+"""Parity metrics between an artifact's outputs and the reference, and the pass/fail judgement.
+
+Pure numpy: the same code runs on a device. Metrics are computed over all held-out samples:
+max/mean absolute error, cosine similarity (all values flattened), SNR in dB, non-finite count,
+and, for classifiers, top-1 agreement with the reference (and accuracy when labels exist).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SNR_CAP_DB = 300.0  # identical outputs have infinite SNR; JSON has no infinity
+
+
+def output_metrics(ref: np.ndarray, out: np.ndarray, classifier: bool) -> dict:
+    """ref, out: [N, ...] stacked over samples."""
+    r = ref.astype(np.float64).reshape(len(ref), -1)
+    o = out.astype(np.float64).reshape(len(out), -1)
+    nonfinite = int((~np.isfinite(o)).sum())
+    o_f = np.where(np.isfinite(o), o, 0.0)
+    err = o_f - r
+    denom = float(np.linalg.norm(r) * np.linalg.norm(o_f))
+    cosine = float((r * o_f).sum() / denom) if denom > 0 else (1.0 if not r.any() and not o_f.any() else 0.0)
+    noise = float((err ** 2).sum())
+    snr = SNR_CAP_DB if noise == 0 else min(SNR_CAP_DB, 10 * math.log10(max(float((r ** 2).sum()), 1e-300) / noise))
+    m = {
+        "max_abs": float(np.abs(err).max()) if err.size else 0.0,
+        "mean_abs": float(np.abs(err).mean()) if err.size else 0.0,
+        "cosine": cosine,
+        "snr_db": snr,
+        "nonfinite": nonfinite,
+    }
+    if classifier:
+        m["top1_agreement"] = float((r.argmax(1) == o_f.argmax(1)).mean())
+    return m
+
+
+def judge(metrics: dict[str, dict], tol) -> list[str]:
+    """Reasons the artifact fails its tolerance; empty means it passes."""
+    failures = []
+    for name, m in metrics.items():
+        if m["nonfinite"] > tol.max_nonfinite:
+            failures.append(f"{name}: {m['nonfinite']} non-finite values (allowed {tol.max_nonfinite})")
+        if m["cosine"] < tol.cosine_min:
+            failures.append(f"{name}: cosine {m['cosine']:.6f} < {tol.cosine_min}")
+        if "top1_agreement" in m and m["top1_agreement"] < tol.top1_min:
+            failures.append(f"{name}: top-1 agreement {m['top1_agreement']:.4f} < {tol.top1_min}")
+    return failures
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.reshape(len(logits), -1).argmax(1) == labels).mean())

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create or refresh the project's own virtualenv (.venv) with the given pip extras.
+# Idempotent and quick when nothing changed: a stamp records the hash of every file that
+# decides what gets installed; a matching stamp skips pip entirely.
+#   scripts/setup-env.sh cpu        # what the default path needs (compile/verify/bench on ONNX Runtime)
+#   scripts/setup-env.sh dev        # + test tools
+set -euo pipefail
+extras="${1:-cpu}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${EDGEKIT_VENV:-$root/.venv}"
+py="${PYTHON:-python3.11}"
+command -v "$py" >/dev/null 2>&1 || py=python3
+
+# Debian packages a target needs are listed in scripts/apt-<extra>.txt (none for cpu/dev yet).
+apt_list="$root/scripts/apt-$extras.txt"
+
+want=$( { echo "$extras"; cat "$root/pyproject.toml" "$0"; [ -f "$apt_list" ] && cat "$apt_list"; true; } | sha256sum | cut -d' ' -f1)
+stamp="$venv/.edgekit-stamp-$extras"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+  exit 0
+fi
+
+if [ -f "$apt_list" ] && grep -qv '^\s*\(#\|$\)' "$apt_list"; then
+  pkgs=$(grep -v '^\s*\(#\|$\)' "$apt_list" | tr '\n' ' ')
+  missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    echo "edgekit setup: apt-get install $missing" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
+  fi
+fi
+
+echo "edgekit setup: installing .[${extras}] into $venv (first run takes a few minutes)" >&2
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+# torch first and alone, pinned: pip takes the CPU wheel; an unpinned resolve pulls a CUDA build.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0" >&2
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]" >&2
+echo "$want" > "$stamp"

@@ -1,0 +1,25 @@
+"""Target profiles, one file per profile, listed here (the list is the registry).
+
+Each module defines PROFILE: edgekit.profiles.TargetProfile. Add a target: a new file + one line.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UsageError, did_you_mean
+from ..profiles import TargetProfile
+
+TARGET_MODULES = ["cpu"]
+
+
+def all_profiles() -> list[TargetProfile]:
+    return [importlib.import_module(f"{__name__}.{m}").PROFILE for m in TARGET_MODULES]
+
+
+def get_profile(name: str) -> TargetProfile:
+    for p in all_profiles():
+        if p.name == name:
+            return p
+    names = [p.name for p in all_profiles()]
+    raise UsageError(f"unknown target {name!r}{did_you_mean(name, names)}; targets: {', '.join(names)}",
+                     hint="python -m edgekit targets")
