@@ -50,9 +50,10 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
         if progress and time.perf_counter() - last_note > 3:
             print(f"  {artifact_id}: {len(times)} runs ...", file=sys.stderr, flush=True)
             last_note = time.perf_counter()
+    timed_s = time.perf_counter() - start
     return {
         "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
-        "latency_ms": latency_stats(times), "runs": len(times), "load_ms": load_ms, "first_run_ms": first_ms,
+        "latency_ms": latency_stats(times), "runs": len(times), "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "size_bytes": art.size_bytes, "threads": threads,
         "measured_on": "target" if manifest.target.get("host_is_target") else "host (not the target device)",

@@ -41,7 +41,10 @@ TOOLCHAINS: dict[str, Toolchain] = {
 
 
 def available(name: str) -> bool:
-    return importlib.util.find_spec(TOOLCHAINS[name].module) is not None
+    try:
+        return importlib.util.find_spec(TOOLCHAINS[name].module) is not None
+    except (ImportError, ValueError):  # a broken or partial install counts as missing
+        return False
 
 
 def version(name: str) -> str | None:

@@ -19,7 +19,7 @@ from .errors import ConversionError, EdgekitError, ToolchainMissing, Verificatio
 from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification
 from .runtimes import toolchain_of
-from .sources import DEFAULT_MODEL
+from .sources import DEFAULT_MODEL, preflight
 from .steps import load_samples, save_samples
 from .targets import get_profile
 
@@ -43,6 +43,7 @@ def _missing_toolchains(cand) -> list[str]:
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None) -> tuple[Path, Manifest]:
     spec = spec or DEFAULT_MODEL
     profile = get_profile(target)  # unknown target fails here, before any work
+    preflight(spec, weights)  # missing/unsafe model files fail here, before any output
     out_dir = Path(out) if out else default_out(spec, target)
     candidates, skipped = [], []
     for c in profile.candidates:

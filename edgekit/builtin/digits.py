@@ -26,14 +26,19 @@ def build():
     )
 
 
+def split_indices(n: int = 1797):
+    """Fixed, disjoint index sets: train, calibration, held-out test."""
+    order = np.random.default_rng(0).permutation(n)
+    return order[:1200], order[1200:1400], order[1400:]
+
+
 def splits():
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x = ((d.images.astype(np.float32) - MEAN) / SCALE)[:, None]  # [N,1,8,8]
     y = d.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(y))
-    tr, ca, te = order[:1200], order[1200:1400], order[1400:]
+    tr, ca, te = split_indices(len(y))
     return (x[tr], y[tr]), (x[ca], y[ca]), (x[te], y[te])
 
 

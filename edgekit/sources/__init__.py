@@ -17,6 +17,43 @@ from .model import ModelSource
 DEFAULT_MODEL = "builtin:digits"
 
 
+def preflight(spec: str | None, weights: str | None = None) -> None:
+    """Cheap checks before any work starts (and before any progress is printed): the file exists,
+    no pickle in it would run code, ONNX external data stays in its folder, a built-in exists.
+    Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard."""
+    from .safety import check_onnx_external_data, check_pickle_file
+
+    spec = spec or DEFAULT_MODEL
+    if spec.startswith("builtin:"):
+        from ..builtin import BUILTINS
+        from ..errors import UsageError, did_you_mean
+
+        name = spec.split(":", 1)[1]
+        if name not in BUILTINS:
+            raise UsageError(f"unknown built-in model {name!r}{did_you_mean(name, list(BUILTINS))}; "
+                             f"built-ins: {', '.join(BUILTINS)}")
+        return
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix in (".onnx", ".pt2", ".pt", ".pth") and not path.is_file():
+        raise ModelSourceError(f"model file not found: {spec}")
+    if suffix in (".pt2", ".pt", ".pth"):
+        check_pickle_file(path)
+    if suffix in (".pt", ".pth"):
+        raise ModelSourceError(f"{spec} holds weights only; edgekit needs code that builds the module",
+                               hint=f"--model your_model.py:factory --weights {spec}")
+    if suffix == ".onnx":
+        check_onnx_external_data(path)
+    if ":" in spec and suffix not in (".onnx", ".pt2", ".pt", ".pth"):
+        target = spec.rpartition(":")[0]
+        if target.endswith(".py") and not Path(target).is_file():
+            raise ModelSourceError(f"model file not found: {target}")
+    if weights:
+        if not Path(weights).is_file():
+            raise ModelSourceError(f"weights file not found: {weights}")
+        check_pickle_file(Path(weights))
+
+
 def load_model(spec: str | None, weights: str | None = None) -> ModelSource:
     spec = spec or DEFAULT_MODEL
     if spec.startswith("builtin:"):

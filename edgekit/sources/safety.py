@@ -103,6 +103,18 @@ def _scan_nested(data: bytes, where: str) -> None:
                 check_pickle_bytes(inner, f"{where}/{info.filename}")
 
 
+def check_pickle_file(path: Path) -> None:
+    """A torch.save/.pt2 zip archive or a legacy raw pickle: refuse if any pickle in it would run code."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        scan_archive(path)
+    elif head[:1] == b"\x80":
+        check_pickle_bytes(path.read_bytes(), path.name)
+    else:
+        raise UnsafeModelError(f"{path}: neither a torch archive nor a pickle; refused")
+
+
 def load_state_dict(path: Path):
     """torch.load(weights_only=True) only; a pickle that wants code is refused, not run."""
     import pickle

@@ -1,0 +1,110 @@
+"""Every --model kind compiles and verifies: file.py:factory, package.module:factory, .pt2, .onnx."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import edgekit
+
+from conftest import edgekit as run
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_factory_file_with_stride0_float64_example(tiny_factory, tmp_path):
+    out = tmp_path / "tiny"
+    run("compile", "--model", f"{tiny_factory}:make", "--target", "cpu", "--out", out, check=True)
+    m = _manifest(out)
+    a = m["artifacts"][0]
+    # float64 numpy view with a stride-0 batch axis became an owned float32 input
+    assert a["inputs"] == [{"name": "pixels", "shape": [1, 3, 6, 6], "dtype": "float32"}]
+    assert a["outputs"][0]["name"] == "scores"
+    assert a["verification"]["status"] == "passed"
+    assert m["model"]["verify_data"] == "random"  # no held-out data given: said so, not hidden
+    assert a["verification"]["metrics"]["scores"]["cosine"] >= 0.9999
+
+
+def test_factory_tuple_form_and_weights_only_state_dict(tiny_factory, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_model_t", tiny_factory)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    m, x = mod.make_tuple()
+    torch.manual_seed(1)
+    for p_ in m.parameters():
+        torch.nn.init.normal_(p_)
+    weights = tmp_path / "w.pt"
+    torch.save(m.state_dict(), weights)
+    out = tmp_path / "tuple"
+    run("compile", "--model", f"{tiny_factory}:make_tuple", "--weights", weights, "--target", "cpu",
+        "--out", out, check=True)
+    pred = edgekit.load(out).predict(x.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(pred["output"], m(x).numpy(), rtol=1e-4, atol=1e-4)  # the loaded weights
+
+
+def test_pt2_archive_source(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    ep = torch.export.export(net.eval(), (torch.randn(2, 8),))
+    path = tmp_path / "net.pt2"
+    torch.export.save(ep, str(path))
+    out = tmp_path / "pt2"
+    run("compile", "--model", path, "--target", "cpu", "--out", out, check=True)
+    a = _manifest(out)["artifacts"][0]
+    assert a["inputs"][0]["shape"] == [2, 8] and a["verification"]["status"] == "passed"
+
+
+def test_onnx_file_source(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU()).eval()
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(net, (torch.randn(1, 1, 5, 5),), str(path), dynamo=True, external_data=False)
+    out = tmp_path / "onnx"
+    run("compile", "--model", path, "--target", "cpu", "--out", out, check=True)
+    m = _manifest(out)
+    assert "graph optimizations off" in m["model"]["reference"]
+    assert m["artifacts"][0]["verification"]["status"] == "passed"
+
+
+def test_package_module_factory(tmp_path, tiny_factory):
+    pkg = tmp_path / "site" / "mymodels"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(tiny_factory.read_text())
+    out = tmp_path / "pkg"
+    import os
+
+    run("compile", "--model", "mymodels.nets:make", "--target", "cpu", "--out", out, check=True,
+        env={"PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert _manifest(out)["artifacts"][0]["verification"]["status"] == "passed"
+
+
+def test_artifact_that_changes_the_answer_is_rejected(tmp_path):
+    """A model with Python-side state: export bakes in one value, so the ONNX artifact differs from
+    eager. The converter 'succeeds'; verification must catch it, mark it rejected, exit 7."""
+    f = tmp_path / "drift.py"
+    f.write_text(
+        "import torch\n"
+        "class Drift(torch.nn.Module):\n"
+        "    calls = 0\n"
+        "    def forward(self, x):\n"
+        "        Drift.calls += 1\n"
+        "        return x + float(Drift.calls)\n"
+        "def make():\n"
+        "    return Drift(), torch.randn(1, 16)\n")
+    out = tmp_path / "drift"
+    p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", out)
+    assert p.returncode == 7, (p.stdout, p.stderr)
+    assert "no artifact passed verification" in p.stderr and "cosine" in p.stderr
+    a = _manifest(out)["artifacts"][0]
+    assert a["role"] == "rejected" and a["verification"]["status"] == "failed"
+    import pytest
+
+    from edgekit.errors import BundleError
+
+    with pytest.raises(BundleError, match="no verified artifact"):
+        edgekit.load(out)
