@@ -59,7 +59,7 @@ def test_real_bare_venv_install(tmp_path, digits_bundle):
                        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     assert p.returncode == 0, p.stderr[-2000:]
     freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True).stdout.lower()
-    names = {ln.split("==")[0].split(" @ ")[0] for ln in freeze.split()}
+    names = {ln.split("==")[0].split(" @ ")[0].strip() for ln in freeze.splitlines() if ln.strip()}
     assert names <= {"numpy", "edgekit"}, names
     p = subprocess.run([str(py), "-c", f"import edgekit; from edgekit.bundle import open_bundle; "
                                        f"print(open_bundle({str(digits_bundle)!r}).artifacts[0].id)"],
