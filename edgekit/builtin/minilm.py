@@ -39,10 +39,9 @@ def tokenize(tok, text: str) -> dict[str, np.ndarray]:
 
 
 def build():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub; everything is in the package
     import torch
     from transformers import AutoModel
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub; everything is in the package
 
     class SentenceEncoder(torch.nn.Module):
         def __init__(self, bert):
