@@ -3,7 +3,7 @@
 # Idempotent and quick when nothing changed: a stamp records the hash of every file that
 # decides what gets installed; a matching stamp skips pip entirely.
 #   scripts/setup-env.sh cpu        # what the default path needs (compile/verify/bench on ONNX Runtime)
-#   scripts/setup-env.sh dev        # + test tools
+#   scripts/setup-env.sh dev        # + test tools (a superset of cpu)
 set -euo pipefail
 extras="${1:-cpu}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,14 +12,18 @@ py="${PYTHON:-python3.11}"
 command -v "$py" >/dev/null 2>&1 || py=python3
 
 # Debian packages a target needs are listed in scripts/apt-<extra>.txt (none for cpu/dev yet).
-apt_list="$root/scripts/apt-$extras.txt"
+want_for() {
+  { echo "$1"; cat "$root/pyproject.toml" "$0"; [ -f "$root/scripts/apt-$1.txt" ] && cat "$root/scripts/apt-$1.txt"; true; } \
+    | sha256sum | cut -d' ' -f1
+}
+stamp_ok() { [ -f "$venv/.edgekit-stamp-$1" ] && [ "$(cat "$venv/.edgekit-stamp-$1")" = "$(want_for "$1")" ]; }
 
-want=$( { echo "$extras"; cat "$root/pyproject.toml" "$0"; [ -f "$apt_list" ] && cat "$apt_list"; true; } | sha256sum | cut -d' ' -f1)
-stamp="$venv/.edgekit-stamp-$extras"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
-  exit 0
+if [ -x "$venv/bin/python" ]; then
+  stamp_ok "$extras" && exit 0
+  [ "$extras" = cpu ] && stamp_ok dev && exit 0   # dev includes everything cpu needs
 fi
 
+apt_list="$root/scripts/apt-$extras.txt"
 if [ -f "$apt_list" ] && grep -qv '^\s*\(#\|$\)' "$apt_list"; then
   pkgs=$(grep -v '^\s*\(#\|$\)' "$apt_list" | tr '\n' ' ')
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
@@ -35,4 +39,4 @@ echo "edgekit setup: installing .[${extras}] into $venv (first run takes a few m
 # torch first and alone, pinned: pip takes the CPU wheel; an unpinned resolve pulls a CUDA build.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]" >&2
-echo "$want" > "$stamp"
+want_for "$extras" > "$venv/.edgekit-stamp-$extras"

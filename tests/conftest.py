@@ -12,6 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # Hermetic: each test session starts with an empty model cache, so the digits model is trained
+    # from scratch (about 5 s) exactly as on a new machine. Child processes inherit the variable.
+    import tempfile
+
+    os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+
+
 def edgekit(*args, cwd=None, check=False, timeout=900, env=None) -> subprocess.CompletedProcess:
     """Run `python -m edgekit ARGS` as a user would; returns the completed process (text)."""
     p = subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], capture_output=True, text=True,
