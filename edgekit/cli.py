@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
         if "invalid choice:" in message and "argument command" in message:
             bad = message.split("'")[1] if "'" in message else ""
             message += did_you_mean(bad, list(COMMANDS))
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(message, hint=f"{self.prog} --help")
 
 
 def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict]:

@@ -71,13 +71,38 @@ def test_malicious_weights_for_a_factory_are_refused(tmp_path, tiny_factory):
 
 
 def test_malicious_pt2_archive_is_refused_before_torch_loads_it(tmp_path):
+    """A real .pt2 whose constant is a code-running pickle that torch.export.load would unpickle."""
+    import json
+
+    import torch
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("k", torch.ones(2), persistent=False)  # a constant, not a weight
+
+        def forward(self, x):
+            return x + self.k
+
     marker = tmp_path / "pwned"
+    good = tmp_path / "good.pt2"
+    torch.export.save(torch.export.export(M(), (torch.randn(1, 2),)), str(good))
+    buf = io.BytesIO()
+    torch.save(_Evil(marker), buf)
     evil = tmp_path / "model.pt2"
-    with zipfile.ZipFile(evil, "w") as z:  # torch.export.load would unpickle this with weights_only=False
-        z.writestr("model/data/constants/tensor_0", pickle.dumps(_Evil(marker)))
-        z.writestr("model/archive_format", "pt2")
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(evil, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("_constants_config.json"):
+                cfg = json.loads(data)
+                for meta in cfg["config"].values():
+                    meta["use_pickle"] = True
+                    path_name = meta["path_name"]
+                data = json.dumps(cfg).encode()
+            dst.writestr(info.filename, data)
+        dst.writestr(f"good/data/constants/{path_name}", buf.getvalue())
     err = _one_line_error(edgekit("compile", "--model", evil, "--target", "cpu", "--out", tmp_path / "b"), 4)
-    assert "posix.system" in err or "os.system" in err
+    assert "stored as a pickle" in err
     assert not marker.exists()
 
 

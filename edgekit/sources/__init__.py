@@ -21,7 +21,7 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
     """Cheap checks before any work starts (and before any progress is printed): the file exists,
     no pickle in it would run code, ONNX external data stays in its folder, a built-in exists.
     Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard."""
-    from .safety import check_onnx_external_data, check_pickle_file
+    from .safety import check_onnx_external_data, check_pickle_file, check_pt2
 
     spec = spec or DEFAULT_MODEL
     if spec.startswith("builtin:"):
@@ -37,7 +37,9 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
     suffix = path.suffix.lower()
     if suffix in (".onnx", ".pt2", ".pt", ".pth") and not path.is_file():
         raise ModelSourceError(f"model file not found: {spec}")
-    if suffix in (".pt2", ".pt", ".pth"):
+    if suffix == ".pt2":
+        check_pt2(path)
+    if suffix in (".pt", ".pth"):
         check_pickle_file(path)
     if suffix in (".pt", ".pth"):
         raise ModelSourceError(f"{spec} holds weights only; edgekit needs code that builds the module",

@@ -7,13 +7,14 @@ from pathlib import Path
 from ..errors import ModelSourceError
 from .factory import VERIFY_RANDOM_SAMPLES, _float_dtype
 from .model import ModelSource, as_sample, random_like
-from .safety import scan_archive
+from .safety import check_pt2, check_pt2_sample_inputs
 
 
 def load_pt2(path: Path) -> ModelSource:
     import torch
 
-    scan_archive(path)  # raises UnsafeModelError before torch.export.load unpickles anything
+    check_pt2(path)  # raises UnsafeModelError before torch.export.load unpickles anything
+    check_pt2_sample_inputs(path)
     try:
         ep = torch.export.load(str(path))
     except Exception as e:
