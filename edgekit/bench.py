@@ -51,7 +51,12 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
             print(f"  {artifact_id}: {len(times)} runs ...", file=sys.stderr, flush=True)
             last_note = time.perf_counter()
     timed_s = time.perf_counter() - start
+    notes = []
+    if len(times) < min_runs:
+        notes.append(f"stopped at the {MAX_TIME_S:.0f} s cap after {len(times)} runs (< {min_runs}): "
+                     "percentiles rest on few runs")
     return {
+        "notes": notes,
         "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
         "latency_ms": latency_stats(times), "runs": len(times), "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import BundleError
+from .errors import BundleError, UsageError
 from .manifest import MANIFEST, SCHEMA, Manifest
 
 PARTIAL_SUFFIX = ".partial"
@@ -46,10 +46,27 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(Path(dirpath))
 
 
+def _crash_point(name: str) -> None:
+    """Fault injection for the atomicity tests: EDGEKIT_TEST_CRASH_AT=NAME kills the process here."""
+    if os.environ.get("EDGEKIT_TEST_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check_out_dir(out: Path) -> None:
+    """--out may name a new folder, an empty one, or an existing bundle (replaced) — never anything else."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise UsageError(f"--out {out} exists and is not an edgekit bundle; refusing to replace it",
+                         hint="choose a new folder, e.g. --out build/my-model-cpu")
+
+
 class BundleWriter:
     """Stage a bundle in OUT.partial and publish it onto OUT in one rename."""
 
     def __init__(self, out: Path):
+        check_out_dir(out)
         self.out = Path(out).resolve()
         self.stage = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
         if self.stage.exists():  # left by an interrupted run; it never claimed to be complete
@@ -64,6 +81,7 @@ class BundleWriter:
     def publish(self, manifest: Manifest) -> Path:
         manifest.complete = True
         _fsync_tree(self.stage)
+        _crash_point("before-manifest")
         tmp = self.stage / (MANIFEST + ".tmp")
         with open(tmp, "w") as f:
             f.write(manifest.to_json())
@@ -71,16 +89,18 @@ class BundleWriter:
             os.fsync(f.fileno())
         os.replace(tmp, self.stage / MANIFEST)
         _fsync_dir(self.stage)
+        _crash_point("before-rename")
         old = None
         if self.out.exists():
             # Two renames: if we die between them, OUT is absent and the old bundle sits in
             # OUT.old-*, still complete; nothing half-written is ever at OUT.
             old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}-{int(time.time())}")
             os.rename(self.out, old)
+            _crash_point("between-renames")
         os.rename(self.stage, self.out)
         _fsync_dir(self.out.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        for stale in self.out.parent.glob(f"{self.out.name}.old-*"):  # this one, and any a crash left
+            shutil.rmtree(stale, ignore_errors=True)
         return self.out
 
     def abandon(self) -> Path:
@@ -96,6 +116,10 @@ def open_bundle(bundle_dir, check_hashes: bool = True) -> Manifest:
                           hint="run the compile again; its logs/ folder says where it stopped")
     mpath = d / MANIFEST
     if not d.is_dir():
+        olds = sorted(d.parent.glob(f"{d.name}.old-*"))
+        if olds:
+            raise BundleError(f"no bundle at {d}: a compile was interrupted while replacing it; the previous "
+                              f"complete bundle is at {olds[-1]}", hint=f"mv {olds[-1]} {d}")
         raise BundleError(f"no bundle at {d}: folder not found")
     if not mpath.is_file():
         raise BundleError(f"{d} is not a bundle: {MANIFEST} is missing")
@@ -113,7 +137,10 @@ def open_bundle(bundle_dir, check_hashes: bool = True) -> Manifest:
     files = [(a.id, a.path, a.sha256, a.size_bytes) for a in manifest.artifacts]
     if manifest.selftest:
         st = manifest.selftest
-        files.append(("selftest", st["path"], st["sha256"], st["size_bytes"]))
+        try:
+            files.append(("selftest", st["path"], st["sha256"], st["size_bytes"]))
+        except (KeyError, TypeError):
+            raise BundleError(f"{mpath}: malformed selftest entry") from None
     root = d.resolve()
     for ident, rel, sha, size in files:
         p = (root / rel).resolve()

@@ -35,8 +35,14 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
                                  "warmup_s": getattr(args, "warmup", WARMUP_S),
                                  "min_runs": getattr(args, "min_runs", MIN_RUNS),
                                  "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True},
-                                _log_dir(bundle)))
+                                _log_dir(bundle), stderr_to_terminal=True))
     return results
+
+
+def _write_json(path: str, payload) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(payload, indent=2))
 
 
 def _log_dir(bundle: Path) -> Path:
@@ -80,7 +86,7 @@ def cmd_compile(args) -> int:
         ids = [a.id for a in manifest.usable()]
         bench = {r["artifact"]: r for r in _bench_all(bundle, manifest, ids, args.threads, args)}
         if args.json:
-            Path(args.json).write_text(json.dumps(list(bench.values()), indent=2))
+            _write_json(args.json, list(bench.values()))
     print(_summary(bundle, manifest, bench))
     return 0
 
@@ -103,7 +109,7 @@ def cmd_bench(args) -> int:
     results = _bench_all(bundle, manifest, ids, args.threads, args)
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        _write_json(args.json, payload)
     rows = [[r["artifact"], r["precision"], size(r["size_bytes"]), r["runs"], *(f"{r['latency_ms'][k]:.3f}" for k in
              ("p50", "p90", "p99", "mean", "std", "min")), f"{r['load_ms']:.1f}", f"{r['first_run_ms']:.2f}",
              f"{r['peak_rss_mb']:.0f}"] for r in results]

@@ -26,7 +26,10 @@ from .errors import ConversionError, EdgekitError
 DEFAULT_TIMEOUT_S = 3600.0
 
 
-def run_step(step: str, func: str, args: dict, log_dir: Path, timeout: float | None = DEFAULT_TIMEOUT_S):
+def run_step(step: str, func: str, args: dict, log_dir: Path, timeout: float | None = DEFAULT_TIMEOUT_S,
+             stderr_to_terminal: bool = False):
+    """Run `module:function(**args)` in a child Python; return its JSON result (see module doc).
+    stderr_to_terminal: the step's progress lines (stderr) reach the user; stdout still goes to the log."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{step}.log"
     args_path, result_path = log_dir / f"{step}.args.json", log_dir / f"{step}.result.json"
@@ -36,7 +39,8 @@ def run_step(step: str, func: str, args: dict, log_dir: Path, timeout: float | N
     cmd = [sys.executable, "-m", "edgekit.isolate", func, str(args_path), str(result_path)]
     with open(log, "w") as f:
         try:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.run(cmd, stdout=f, stderr=None if stderr_to_terminal else subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL,
                                   env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ConversionError(f"step '{step}' ran past its {timeout:.0f} s limit and was stopped; log: {log}") from None

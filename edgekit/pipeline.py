@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, deps
-from .bundle import BundleWriter, sha256_file
+from .bundle import BundleWriter, check_out_dir, sha256_file
 from .converters import CONVERTERS, toolchains
 from .errors import ConversionError, EdgekitError, ToolchainMissing, VerificationFailed
 from .isolate import run_step
@@ -45,6 +45,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     profile = get_profile(target)  # unknown target fails here, before any work
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
     out_dir = Path(out) if out else default_out(spec, target)
+    check_out_dir(out_dir)  # before any work: never replace a folder that is not a bundle
     candidates, skipped = [], []
     for c in profile.candidates:
         missing = _missing_toolchains(c)

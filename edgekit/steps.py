@@ -87,7 +87,10 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> di
 
     work = Work(Path(workdir))
     work.dir.mkdir(parents=True, exist_ok=True)
+    from .calibration import check_disjoint
+
     src = load_model(spec, weights)
+    check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
     refs = _reference_outputs(src, src.verify_inputs)
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
     if src.calib_inputs:

@@ -17,6 +17,8 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, classifier: bool) -> dict:
     """ref, out: [N, ...] stacked over samples."""
     r = ref.astype(np.float64).reshape(len(ref), -1)
     o = out.astype(np.float64).reshape(len(out), -1)
+    ref_nonfinite = int((~np.isfinite(r)).sum())
+    r = np.where(np.isfinite(r), r, 0.0)
     nonfinite = int((~np.isfinite(o)).sum())
     o_f = np.where(np.isfinite(o), o, 0.0)
     err = o_f - r
@@ -24,7 +26,12 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, classifier: bool) -> dict:
     cosine = float((r * o_f).sum() / denom) if denom > 0 else (1.0 if not r.any() and not o_f.any() else 0.0)
     noise = float((err ** 2).sum())
     snr = SNR_CAP_DB if noise == 0 else min(SNR_CAP_DB, 10 * math.log10(max(float((r ** 2).sum()), 1e-300) / noise))
+    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(o_f, axis=1)
+    per_sample = np.where(norms > 0, (r * o_f).sum(1) / np.where(norms > 0, norms, 1.0),
+                          np.where((np.abs(r).sum(1) == 0) & (np.abs(o_f).sum(1) == 0), 1.0, 0.0))
     m = {
+        "reference_nonfinite": ref_nonfinite,
+        "cosine_min_sample": float(per_sample.min()) if len(per_sample) else 1.0,
         "max_abs": float(np.abs(err).max()) if err.size else 0.0,
         "mean_abs": float(np.abs(err).mean()) if err.size else 0.0,
         "cosine": cosine,
@@ -40,11 +47,16 @@ def judge(metrics: dict[str, dict], tol) -> list[str]:
     """Reasons the artifact fails its tolerance; empty means it passes."""
     failures = []
     for name, m in metrics.items():
+        if m.get("reference_nonfinite", 0):
+            failures.append(f"{name}: the reference itself has {m['reference_nonfinite']} non-finite values; "
+                            "parity cannot be judged (check the model and its inputs)")
         if m["nonfinite"] > tol.max_nonfinite:
             failures.append(f"{name}: {m['nonfinite']} non-finite values (allowed {tol.max_nonfinite})")
-        if m["cosine"] < tol.cosine_min:
+        if not m["cosine"] >= tol.cosine_min:  # `not >=` so that NaN fails
             failures.append(f"{name}: cosine {m['cosine']:.6f} < {tol.cosine_min}")
-        if "top1_agreement" in m and m["top1_agreement"] < tol.top1_min:
+        if not m.get("cosine_min_sample", 1.0) >= tol.cosine_min:
+            failures.append(f"{name}: worst single-sample cosine {m['cosine_min_sample']:.6f} < {tol.cosine_min}")
+        if "top1_agreement" in m and not m["top1_agreement"] >= tol.top1_min:
             failures.append(f"{name}: top-1 agreement {m['top1_agreement']:.4f} < {tol.top1_min}")
     return failures
 

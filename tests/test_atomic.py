@@ -11,7 +11,7 @@ import time
 import pytest
 
 import edgekit
-from edgekit.bundle import BundleWriter, open_bundle
+from edgekit.bundle import open_bundle
 from edgekit.errors import BundleError
 from edgekit.manifest import Manifest
 
@@ -43,29 +43,48 @@ def test_sigkill_mid_compile_leaves_nothing_loadable(tmp_path, delay):
             open_bundle(partial)
 
 
-def test_killed_recompile_keeps_previous_bundle(tmp_path, digits_bundle):
+@pytest.mark.parametrize("point", ["before-manifest", "before-rename", "between-renames"])
+def test_crash_inside_publish_never_loses_the_previous_bundle(tmp_path, digits_bundle, point):
+    """SIGKILL at each step of publishing a replacement: the old bundle stays complete and
+    findable; nothing half-written is ever accepted."""
+    import os
     import shutil
 
     out = tmp_path / "b"
     shutil.copytree(digits_bundle, out)
-    before = json.loads((out / "manifest.json").read_text())
-    p = _start_compile(out)
-    time.sleep(4.0)
-    import os
+    before = (out / "manifest.json").read_text()
+    p = subprocess.run([sys.executable, "-m", "edgekit", "compile", "--target", "cpu", "--out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "EDGEKIT_TEST_CRASH_AT": point})
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    if point == "between-renames":
+        with pytest.raises(BundleError, match="interrupted while replacing it") as e:
+            edgekit.load(out)
+        (old,) = tmp_path.glob("b.old-*")
+        assert (old / "manifest.json").read_text() == before
+        edgekit.load(old)  # the previous bundle, complete and intact, where the message says
+    else:
+        assert (out / "manifest.json").read_text() == before
+        edgekit.load(out)
+        with pytest.raises(BundleError, match="unfinished compile"):
+            open_bundle(tmp_path / "b.partial")
+    # the next compile cleans up and publishes normally
+    subprocess.run([sys.executable, "-m", "edgekit", "compile", "--target", "cpu", "--out", str(out)], check=True,
+                   capture_output=True)
+    edgekit.load(out)
+    assert not list(tmp_path.glob("b.old-*")) and not (tmp_path / "b.partial").exists()
 
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
-    assert json.loads((out / "manifest.json").read_text()) == before
-    edgekit.load(out)  # still complete, every hash still matches
+
+def test_out_that_is_not_a_bundle_is_never_replaced(tmp_path):
+    precious = tmp_path / "src"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    p = subprocess.run([sys.executable, "-m", "edgekit", "compile", "--target", "cpu", "--out", str(precious)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "is not an edgekit bundle" in p.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
-def test_writer_never_publishes_without_manifest(tmp_path):
-    w = BundleWriter(tmp_path / "x")
-    w.path("artifacts/a.onnx").write_bytes(b"half")
-    # no publish(): a crash here
-    assert not (tmp_path / "x").exists()
-    with pytest.raises(BundleError):
-        open_bundle(tmp_path / "x.partial")
+def test_manifest_not_marked_complete_is_refused(tmp_path):
     m = Manifest(model={}, target={}, artifacts=[])
     (tmp_path / "y").mkdir()
     (tmp_path / "y" / "manifest.json").write_text(m.to_json())  # complete is False

@@ -108,3 +108,35 @@ def test_artifact_that_changes_the_answer_is_rejected(tmp_path):
 
     with pytest.raises(BundleError, match="no verified artifact"):
         edgekit.load(out)
+
+
+def test_reference_with_nan_fails_verification_not_the_tool(tmp_path):
+    f = tmp_path / "nan.py"
+    f.write_text("import torch\n"
+                 "class M(torch.nn.Module):\n"
+                 "    def forward(self, x):\n"
+                 "        return torch.log(x)\n"  # NaN for negative inputs, in eager and in ONNX alike
+                 "def make():\n"
+                 "    return M(), torch.randn(1, 8)\n")
+    out = tmp_path / "nan"
+    p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", out)
+    assert p.returncode == 7 and "Traceback" not in p.stderr, p.stderr
+    assert "the reference itself has" in p.stderr
+
+
+def test_factory_that_raises_is_a_model_source_error(tmp_path):
+    f = tmp_path / "broken.py"
+    f.write_text("def make():\n    raise RuntimeError('weights not found')\n")
+    p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", tmp_path / "b")
+    assert p.returncode == 3 and "RuntimeError: weights not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_verification_inputs_overlapping_calibration_are_refused(tmp_path):
+    f = tmp_path / "overlap.py"
+    f.write_text("import torch\n"
+                 "def make():\n"
+                 "    xs = [torch.randn(1, 4) for _ in range(3)]\n"
+                 "    return {'model': torch.nn.Linear(4, 2), 'example_inputs': xs[0],\n"
+                 "            'verification_inputs': xs, 'calibration_inputs': xs[2:]}\n")
+    p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", tmp_path / "b")
+    assert p.returncode == 3 and "also appear in the calibration data" in p.stderr

@@ -45,13 +45,32 @@ def _import_target(target: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         sys.path.insert(0, str(path.parent.resolve()))  # let the file import its neighbours
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            _user_code_failed(f"importing {target}", e)
         return module
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
         raise ModelSourceError(f"cannot import {target!r}: {e}",
                                hint="use path/to/file.py:factory for a file, or install the package") from None
+
+
+def _user_code_failed(what: str, e: Exception):
+    import traceback
+
+    traceback.print_exc()  # into the step's log file
+    raise ModelSourceError(f"{what} raised {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}",
+                           hint="the full traceback is in the compile's logs/prepare.log") from None
+
+
+def _check_like(samples: list, example: dict, what: str) -> None:
+    for i, s in enumerate(samples):
+        for k, a in s.items():
+            if a.shape != example[k].shape or a.dtype != example[k].dtype:
+                raise ModelSourceError(f"{what}[{i}] input {k!r} is {a.dtype}{list(a.shape)}; the example input is "
+                                       f"{example[k].dtype}{list(example[k].shape)} (artifacts have static shapes)")
 
 
 def _float_dtype(module) -> str | None:
@@ -70,7 +89,10 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
     if not callable(fn):
         choices = [n for n in dir(mod) if callable(getattr(mod, n)) and not n.startswith("_")]
         raise ModelSourceError(f"{target} has no function {fn_name!r}; it has: {', '.join(choices[:10])}")
-    result = fn()
+    try:
+        result = fn()
+    except Exception as e:
+        _user_code_failed(f"{spec}()", e)
     if isinstance(result, tuple) and len(result) == 2:
         result = {"model": result[0], "example_inputs": result[1]}
     if not isinstance(result, dict) or "model" not in result or "example_inputs" not in result:
@@ -95,6 +117,9 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
     verify_data = "factory" if verify else "random"
     if not verify:
         verify = random_like(example, VERIFY_RANDOM_SAMPLES, seed=20261127)
+    calib = [as_sample(s, list(example), fdt) for s in result.get("calibration_inputs", [])]
+    _check_like(verify, example, "verification_inputs")
+    _check_like(calib, example, "calibration_inputs")
     labels = result.get("verification_labels")
     return ModelSource(
         name=Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1],
@@ -103,5 +128,5 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
         labels=result.get("labels"), preprocessing=dict(result.get("preprocessing", {})),
         verify_inputs=verify, verify_labels=None if labels is None else np.asarray(labels),
         verify_data=verify_data,
-        calib_inputs=[as_sample(s, list(example), fdt) for s in result.get("calibration_inputs", [])],
+        calib_inputs=calib,
     )
