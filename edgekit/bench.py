@@ -26,7 +26,7 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
             min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False) -> dict:
     from .bundle import open_bundle
     from .envinfo import environment
-    from .pipeline import selftest_feeds
+    from .selftest import selftest_feeds
     from .runtimes import runner_class
 
     manifest = open_bundle(bundle_dir)

@@ -123,32 +123,22 @@ def cmd_bench(args) -> int:
 
 def cmd_verify(args) -> int:
     """Re-check a bundle here: integrity, then each usable artifact on its runtime against the self-test vectors."""
-    import numpy as np
-
     from .bundle import open_bundle
     from .errors import VerificationFailed
-    from .pipeline import selftest_feeds
-    from .predictor import load
-    from .profiles import Tolerance
-    from .verify import judge, output_metrics
+    from .selftest import check_artifact
 
     bundle = Path(args.bundle)
     manifest = open_bundle(bundle)
-    inputs, refs = selftest_feeds(bundle, manifest)
     rows, bad = [], []
     for a in manifest.usable():
-        p = load(bundle, artifact=a.id, check_hashes=False)  # hashes were checked by open_bundle
-        got = [p.predict(s) for s in inputs]
-        classifier = manifest.model.get("task") == "classification"
-        metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]), np.stack([g[o.name] for g in got]),
-                                          classifier) for o in a.outputs}
-        fails = judge(metrics, Tolerance(**a.verification.tolerance))
-        m = next(iter(metrics.values()))
+        metrics, fails = check_artifact(bundle, manifest, a)
+        m = next(iter(metrics.values()), {"cosine": float("nan"), "max_abs": float("nan")})
         rows.append([a.id, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
                      "; ".join(fails)])
         bad += [f"{a.id}: {f}" for f in fails]
     print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
-                 f"{bundle}: sha256 of every file OK; {len(inputs)} self-test vectors per artifact"))
+                 f"{bundle}: sha256 of every file OK; {(manifest.selftest or {}).get('samples', 0)} "
+                 "self-test vectors per artifact"))
     if bad:
         raise VerificationFailed("self-test failed: " + "; ".join(bad))
     return 0

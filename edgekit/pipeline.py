@@ -139,11 +139,3 @@ def _write_selftest(writer: BundleWriter, work: Path) -> dict:
     save_samples(path, inputs[:n], refs[:n])
     return {"path": "selftest.npz", "sha256": sha256_file(path), "size_bytes": path.stat().st_size, "samples": n,
             "reference": "same as model.reference"}
-
-
-def selftest_feeds(bundle_dir: Path, manifest: Manifest) -> tuple[list[dict], list[dict]]:
-    if not manifest.selftest:
-        return [], []
-    inputs, refs, _ = load_samples(Path(bundle_dir) / manifest.selftest["path"])
-    return inputs, refs
-

@@ -1,0 +1,39 @@
+"""A bundle's self-test vectors: a few held-out inputs with their reference outputs.
+
+Used wherever an artifact must prove itself after it left the compile: `edgekit verify`,
+`bench` (as its input), and the on-device suite. numpy + the artifact's runtime only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import Artifact, Manifest
+from .steps import load_samples
+
+
+def selftest_feeds(bundle_dir, manifest: Manifest) -> tuple[list[dict], list[dict]]:
+    """(inputs, reference outputs) stored in the bundle; empty lists if it has none."""
+    if not manifest.selftest:
+        return [], []
+    inputs, refs, _ = load_samples(Path(bundle_dir) / manifest.selftest["path"])
+    return inputs, refs
+
+
+def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
+    """Run the artifact on this machine's runtime over the self-test vectors; return (metrics, failures)
+    judged with the tolerance the artifact was verified against."""
+    from .predictor import load
+    from .profiles import Tolerance
+    from .verify import judge, output_metrics
+
+    inputs, refs = selftest_feeds(bundle_dir, manifest)
+    if not inputs:
+        return {}, ["the bundle has no self-test vectors"]
+    p = load(bundle_dir, artifact=artifact.id, check_hashes=False)  # callers opened the bundle: hashes checked
+    got = [p.predict(x) for x in inputs]
+    classifier = manifest.model.get("task") == "classification"
+    metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]), np.stack([g[o.name] for g in got]),
+                                      classifier) for o in artifact.outputs}
+    return metrics, judge(metrics, Tolerance(**artifact.verification.tolerance))
