@@ -12,6 +12,7 @@ import importlib
 # converter name -> (module, toolchains it needs, artifact format, file suffix, needs the ONNX export)
 CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
     "onnx-ort": ("edgekit.converters.onnx_ort", ("onnx", "onnxscript", "onnxruntime"), "onnx", ".onnx", True),
+    "torchscript": ("edgekit.converters.torchscript", ("torch",), "torchscript", ".ptl", False),
 }
 
 

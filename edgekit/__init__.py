@@ -8,11 +8,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(bundle_dir, artifact=None, threads=None, check_hashes=True):
-    """Return a Predictor for a compiled bundle (see edgekit.predictor.load)."""
+def load(bundle_dir, artifact=None, threads=None, **options):
+    """Return a predictor for a compiled bundle: primary artifact with fallbacks (see edgekit.predictor.load)."""
     from .predictor import load as _load
 
-    return _load(bundle_dir, artifact=artifact, threads=threads, check_hashes=check_hashes)
+    return _load(bundle_dir, artifact=artifact, threads=threads, **options)
 
 
 __all__ = ["load", "__version__"]

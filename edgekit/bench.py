@@ -23,18 +23,19 @@ def latency_stats(times_ms: list[float]) -> dict:
 
 
 def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: float = WARMUP_S,
-            min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False) -> dict:
+            min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False,
+            keep_samples: bool = False) -> dict:
     from .bundle import open_bundle
     from .envinfo import environment
     from .selftest import selftest_feeds
-    from .runtimes import runner_class
+    from .runtimes import open_runner, runner_class
 
     manifest = open_bundle(bundle_dir)
     art = next(a for a in manifest.artifacts if a.id == artifact_id)
     feeds = selftest_feeds(Path(bundle_dir), manifest)[0][0]
     cls = runner_class(art.runtime)
     t = time.perf_counter()
-    runner = cls(Path(bundle_dir) / art.path, threads=threads)
+    runner = open_runner(art.runtime, Path(bundle_dir) / art.path, threads, art.inputs, art.outputs)
     load_ms = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     runner.run(feeds)
@@ -51,6 +52,7 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
             print(f"  {artifact_id}: {len(times)} runs ...", file=sys.stderr, flush=True)
             last_note = time.perf_counter()
     timed_s = time.perf_counter() - start
+    extra = {"samples_ms": times} if keep_samples else {}  # for `gate --baseline-file`
     notes = []
     if len(times) < min_runs:
         notes.append(f"stopped at the {MAX_TIME_S:.0f} s cap after {len(times)} runs (< {min_runs}): "
@@ -63,4 +65,5 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
         "size_bytes": art.size_bytes, "threads": threads,
         "measured_on": "target" if manifest.target.get("host_is_target") else "host (not the target device)",
         "env": environment(threads, art.runtime, cls.version()),
+        **extra,
     }

@@ -34,7 +34,8 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
                                 {"bundle_dir": str(bundle), "artifact_id": aid, "threads": threads,
                                  "warmup_s": getattr(args, "warmup", WARMUP_S),
                                  "min_runs": getattr(args, "min_runs", MIN_RUNS),
-                                 "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True},
+                                 "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True,
+                                 "keep_samples": getattr(args, "keep_samples", False)},
                                 _log_dir(bundle), stderr_to_terminal=True))
     return results
 
@@ -88,6 +89,15 @@ def cmd_compile(args) -> int:
         if args.json:
             _write_json(args.json, list(bench.values()))
     print(_summary(bundle, manifest, bench))
+    if manifest.target["primary_choice"].get("degraded"):
+        from .errors import EXIT_DEGRADED
+
+        pref = manifest.target["primary_choice"]["preferred"]
+        why = next((f["error"] for f in manifest.failed_candidates if f["id"] == pref),
+                   next((a.verification.reason for a in manifest.artifacts if a.id == pref), "see the manifest"))
+        print(f"edgekit: degraded: the preferred artifact {pref} failed ({why}); the bundle's primary is the verified "
+              f"fallback {manifest.usable()[0].id}", file=sys.stderr)
+        return EXIT_DEGRADED
     return 0
 
 
@@ -106,7 +116,18 @@ def cmd_bench(args) -> int:
         ids = [a.id for a in usable] if args.all else [usable[0].id] if usable else []
     if not ids:
         raise UsageError(f"{bundle} has no verified artifact to benchmark")
-    results = _bench_all(bundle, manifest, ids, args.threads, args)
+    if args.device:
+        from .remote import remote_bench
+
+        print(f"[edgekit] bench on {args.device} ...", file=sys.stderr, flush=True)
+        results = [remote_bench(args.device, bundle, aid, args.threads, args.warmup, args.min_runs, args.min_time,
+                                identity=args.identity, device_python=args.device_python,
+                                known_hosts=args.known_hosts) for aid in ids]
+        for r in results:
+            for w in r.get("warnings", []):
+                print(f"edgekit: warning: {w}", file=sys.stderr)
+    else:
+        results = _bench_all(bundle, manifest, ids, args.threads, args)
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
         _write_json(args.json, payload)
@@ -130,6 +151,20 @@ def cmd_verify(args) -> int:
     bundle = Path(args.bundle)
     manifest = open_bundle(bundle)
     rows, bad = [], []
+    if args.device:
+        from .remote import remote_verify
+
+        for r in remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
+                               known_hosts=args.known_hosts):
+            m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
+            rows.append([r["artifact"], r["status"], f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
+                         "; ".join(r.get("failures") or []) or r.get("skipped", "")])
+            bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
+        print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
+                     f"{bundle} on {args.device}: sha256 of every file OK on the device"))
+        if bad:
+            raise VerificationFailed("self-test failed on the device: " + "; ".join(bad))
+        return 0
     for a in manifest.usable():
         metrics, fails = check_artifact(bundle, manifest, a)
         m = next(iter(metrics.values()), {"cosine": float("nan"), "max_abs": float("nan")})
@@ -171,8 +206,49 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "bench": cmd_bench, "verify": cmd_verify, "targets": cmd_targets,
-            "doctor": cmd_doctor}
+def cmd_gate(args) -> int:
+    """Exit 0 pass, 1 regression, 2 usage error (any problem with the inputs themselves)."""
+    import os
+
+    from .errors import EdgekitError as _E
+    from .gate import GateConfig, markdown, run_baseline_file, run_gate
+
+    if bool(args.baseline) == bool(args.baseline_file):
+        raise UsageError("give exactly one of --baseline BUNDLE and --baseline-file BENCH.json")
+    cfg = GateConfig(blocks=args.blocks, min_effect=args.min_effect, block_seconds=args.block_seconds,
+                     confirm=not args.no_confirm, max_size_growth=args.max_size_growth,
+                     max_accuracy_drop=args.max_accuracy_drop)
+    if cfg.blocks < 5:
+        raise UsageError("--blocks must be at least 5 (20 or more recommended)")
+    print(f"[edgekit] gate: {cfg.blocks} interleaved blocks, 1 thread ...", file=sys.stderr, flush=True)
+    try:
+        res = (run_gate(args.baseline, args.candidate, cfg) if args.baseline
+               else run_baseline_file(args.baseline_file, args.candidate, cfg))
+    except UsageError:
+        raise
+    except _E as e:  # a missing/corrupt bundle is a problem with the gate's inputs: usage error
+        raise UsageError(e.message, hint=e.hint) from None
+    md = markdown(res, cfg)
+    print(md)
+    for path in filter(None, [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]):
+        with open(path, "a") as f:
+            f.write(md)
+    if args.json:
+        _write_json(args.json, {"regression": res.regression, "latency_regression": res.latency_regression,
+                                "attempts": res.attempts, "checks": res.checks, "caveats": res.caveats})
+    return 1 if res.regression else 0
+
+
+COMMANDS = {"compile": cmd_compile, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+            "targets": cmd_targets, "doctor": cmd_doctor}
+
+
+def _add_device_opts(p):
+    p.add_argument("--device", help="run on a remote device: ssh://user@host[:port] (the device needs python3, "
+                                    "numpy and the artifact's runtime)")
+    p.add_argument("--identity", help="SSH private key for --device")
+    p.add_argument("--device-python", default="python3", help="python on the device (default python3)")
+    p.add_argument("--known-hosts", help="known_hosts file for --device (default: ssh's own)")
 
 
 def _add_bench_opts(p):
@@ -200,8 +276,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--artifact", help="artifact id (default: the primary)")
     b.add_argument("--all", action="store_true", help="every usable artifact")
     _add_bench_opts(b)
+    _add_device_opts(b)
+    b.add_argument("--keep-samples", action="store_true", help="include every timed run in the JSON (samples_ms), "
+                   "e.g. to use as `gate --baseline-file`")
+    g = sub.add_parser("gate", help="latency/size/accuracy regression gate: exit 0 pass, 1 regression, 2 usage error")
+    g.add_argument("--baseline", help="bundle (or .onnx artifact) to compare against, measured side by side")
+    g.add_argument("--baseline-file", help="bench JSON with samples_ms, recorded earlier (e.g. on a device)")
+    g.add_argument("--candidate", required=True, help="bundle (or .onnx artifact) under test")
+    g.add_argument("--blocks", type=int, default=20, help="interleaved ABBA blocks (default 20)")
+    g.add_argument("--block-seconds", type=float, default=0.1, help="seconds per segment (default 0.1)")
+    g.add_argument("--min-effect", type=float, default=0.05, help="smallest slowdown that fails (default 0.05 = 5%%)")
+    g.add_argument("--max-size-growth", type=float, default=0.05, help="allowed size growth (default 0.05)")
+    g.add_argument("--max-accuracy-drop", type=float, default=0.005, help="allowed accuracy drop (default 0.005)")
+    g.add_argument("--no-confirm", action="store_true", help="do not rerun a flagged result before failing")
+    g.add_argument("--markdown", help="append the Markdown summary to this file (also $GITHUB_STEP_SUMMARY)")
+    g.add_argument("--json", help="write the full result as JSON")
     v = sub.add_parser("verify", help="check a bundle's files and re-run its self-test vectors here")
     v.add_argument("bundle")
+    _add_device_opts(v)
     sub.add_parser("targets", help="list target profiles and whether their toolchains are installed")
     sub.add_parser("doctor", help="toolchains: installed version or the install command")
     return ap

@@ -70,7 +70,24 @@ class InputError(EdgekitError):
     exit_code = 9
 
 
+class ArtifactFailed(EdgekitError):
+    """Strict mode: the active artifact failed and the predictor may not fall back."""
+
+    exit_code = 11
+
+
+# compile succeeded only in part: the profile's preferred artifact failed, a verified fallback is
+# the primary now; the manifest's failed_candidates says why.
+EXIT_DEGRADED = 12
+
+
 def did_you_mean(word: str, choices: list[str]) -> str:
     """' (did you mean "x"?)' or '' — a suggestion only, never an auto-correction."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+class RemoteDeviceError(EdgekitError):
+    """A remote device (ssh://) could not be reached or used: refused, auth, timeout, no python, disk full."""
+
+    exit_code = 10

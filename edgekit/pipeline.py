@@ -67,7 +67,13 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         f"{info['verify_data']})")
 
     artifacts, failed = [], list(skipped)
+    export_error = info["export"].get("error")
     for c in candidates:
+        if export_error and CONVERTERS[c.converter][4]:
+            say(f"  {c.id}: FAILED — ONNX export failed: {export_error}")
+            failed.append({"id": c.id, "stage": "export", "error": f"ONNX export failed: {export_error}",
+                           "hint": f"full traceback in {logs / 'prepare.log'}"})
+            continue
         fmt, suffix = CONVERTERS[c.converter][2], CONVERTERS[c.converter][3]
         rel = f"artifacts/{c.id}{suffix}"
         t1 = time.perf_counter()
@@ -75,7 +81,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         try:
             res = run_step(f"build-{c.id}", "edgekit.steps:build_candidate",
                            {"candidate": {"converter": c.converter, "runtime": c.runtime, "precision": c.precision,
-                                          "options": dict(c.options)},
+                                          "options": dict(c.options), "variant": c.variant},
                             "workdir": str(work), "out_path": str(writer.path(rel)),
                             "tolerance": profile.tolerance(c.precision).to_dict()}, logs)
         except EdgekitError as e:
@@ -116,8 +122,11 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},
+                "latency_budget_ms": profile.latency_budget_ms,
                 "primary_choice": {"rule": "first verified candidate in the profile's preference order",
-                                   "measured_on_device": False}},
+                                   "measured_on_device": False,
+                                   "preferred": profile.candidates[0].id,
+                                   "degraded": bool(verified) and verified[0].id != profile.candidates[0].id}},
         artifacts=artifacts, failed_candidates=failed, selftest=selftest,
         edgekit_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -13,7 +13,7 @@ import numpy as np
 from .bundle import open_bundle
 from .errors import BundleError, InputError
 from .manifest import Artifact, Manifest, TensorSpec
-from .runtimes import runner_class
+from .runtimes import open_runner
 
 
 def check_inputs(specs: list[TensorSpec], inputs) -> dict[str, np.ndarray]:
@@ -53,7 +53,8 @@ class Predictor:
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
         self.artifact = artifact
-        self.runner = runner_class(artifact.runtime)(self.bundle_dir / artifact.path, threads=threads)
+        self.runner = open_runner(artifact.runtime, self.bundle_dir / artifact.path, threads, artifact.inputs,
+                                  artifact.outputs)
 
     @property
     def active(self) -> str:
@@ -71,20 +72,36 @@ class Predictor:
         return self.runner.run(check_inputs(self.artifact.inputs, inputs))
 
 
-def load(bundle_dir, artifact: str | None = None, threads: int | None = None,
-         check_hashes: bool = True) -> Predictor:
-    """Open a complete bundle and return a predictor on its primary (or the named) artifact."""
-    manifest = open_bundle(bundle_dir, check_hashes=check_hashes)
-    usable = manifest.usable()
+def load(bundle_dir, artifact: str | None = None, threads: int | None = None, check_hashes: bool = True,
+         strict: bool = False, latency_budget_ms: float | None = None, cooldown_calls: int = 200,
+         selftest: bool = True):
+    """Open a bundle and return a predictor.
+
+    Default: a FallbackPredictor over every verified artifact in manifest order (each checked
+    against its sha256 and self-test before it serves; see edgekit.fallback). With `artifact=ID`:
+    a plain Predictor on exactly that artifact (the whole bundle's hashes checked first).
+    """
     if artifact is not None:
+        manifest = open_bundle(bundle_dir, check_hashes=check_hashes)
         chosen = [a for a in manifest.artifacts if a.id == artifact]
         if not chosen:
             raise BundleError(f"no artifact {artifact!r} in {bundle_dir}; it has {[a.id for a in manifest.artifacts]}")
         if chosen[0].role == "rejected":
             raise BundleError(f"artifact {artifact!r} failed verification ({chosen[0].verification.reason}); refused")
-        pick = chosen[0]
-    elif not usable:
-        raise BundleError(f"{bundle_dir} holds no verified artifact (all were rejected); see its manifest")
-    else:
-        pick = usable[0]
-    return Predictor(Path(bundle_dir), manifest, pick, threads)
+        return Predictor(Path(bundle_dir), manifest, chosen[0], threads)
+    from .fallback import FallbackPolicy, FallbackPredictor
+
+    # Per-artifact hashes are checked when each artifact is activated, so one corrupt file costs
+    # that artifact, not the bundle; the manifest and the self-test file are checked here.
+    manifest = open_bundle(bundle_dir, check_files=False)
+    if manifest.selftest and check_hashes:
+        from .bundle import sha256_file
+
+        st = (Path(bundle_dir) / manifest.selftest["path"]).resolve()
+        if Path(bundle_dir).resolve() not in st.parents or not st.is_file() or \
+                sha256_file(st) != manifest.selftest["sha256"]:
+            raise BundleError(f"{bundle_dir}: selftest.npz does not match its sha256; the bundle is damaged")
+    policy = FallbackPolicy(latency_budget_ms=latency_budget_ms if latency_budget_ms is not None
+                            else manifest.target.get("latency_budget_ms"), cooldown_calls=cooldown_calls,
+                            selftest=selftest, strict=strict)
+    return FallbackPredictor(Path(bundle_dir), manifest, threads, policy)

@@ -27,10 +27,11 @@ class Candidate:
     runtime: str  # key in edgekit.runtimes.RUNTIMES
     precision: str
     options: dict = field(default_factory=dict)
+    variant: str = ""  # tells apart two candidates on one runtime+precision, e.g. "plain"
 
     @property
     def id(self) -> str:
-        return f"{self.runtime}-{self.precision}"
+        return f"{self.runtime}-{self.precision}" + (f"-{self.variant}" if self.variant else "")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TargetProfile:
     candidates: tuple[Candidate, ...]  # preference order: first verified one is primary
     # True when this machine can be the target itself (e.g. `cpu`): host timings are device timings.
     host_is_target: bool = False
+    latency_budget_ms: float | None = None  # the runtime fallback switches when the median exceeds it
     tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 
     def tolerance(self, precision: str) -> Tolerance:

@@ -53,6 +53,23 @@ def load_samples(path: Path):
             [{k: v[i] for k, v in refs.items()} for i in range(n)] if refs else [], labels)
 
 
+def root_cause(e: BaseException) -> str:
+    """'Outer: innermost cause' in one line without terminal colours: toolchains wrap the useful
+    message (e.g. torch.export's data-dependent guard) inside a generic one."""
+    import re
+
+    inner = e
+    while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
+        inner = inner.__cause__ or inner.__context__
+    def first(x):
+        lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(x)).splitlines() if ln.strip()]
+        return lines[0][:240] if lines else ""
+    msg = f"{type(e).__name__}: {first(e)}"
+    if inner is not e:
+        msg += f" — caused by {type(inner).__name__}: {first(inner)}"
+    return msg
+
+
 def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     if src.kind == "torch":
         import torch
@@ -100,7 +117,13 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> di
         if src.kind == "torch":
             from .converters.onnx_export import export_onnx
 
-            export = export_onnx(src.module, src.example, src.output_names, work.onnx_path)
+            try:
+                export = export_onnx(src.module, src.example, src.output_names, work.onnx_path)
+            except Exception as e:  # only the ONNX-based candidates fail; the others go on
+                import traceback
+
+                traceback.print_exc()
+                export = {"error": root_cause(e)}
         else:
             import onnx_ir as ir
 
@@ -110,7 +133,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> di
     if src.verify_labels is not None and src.task == "classification":
         src_acc = accuracy(np.stack([r[src.output_names[0]] for r in refs]), src.verify_labels)
     info = {
-        "name": src.name, "source": spec, "kind": src.kind, "sha256": src.sha256, "task": src.task,
+        "name": src.name, "source": spec, "weights": weights, "kind": src.kind, "sha256": src.sha256, "task": src.task,
         "labels": src.labels, "preprocessing": src.preprocessing,
         "inputs": [TensorSpec.of(k, v).to_dict() for k, v in src.example.items()],
         "outputs": [TensorSpec.of(k, v).to_dict() for k, v in refs[0].items()],
@@ -126,7 +149,8 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> di
 def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict) -> dict:
     from .converters import converter_module
     from .profiles import Candidate, Tolerance
-    from .runtimes import runner_class
+    from .manifest import TensorSpec as _TS
+    from .runtimes import open_runner
     from .verify import accuracy, judge, output_metrics
 
     work = Work(Path(workdir))
@@ -135,7 +159,8 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     out.parent.mkdir(parents=True, exist_ok=True)
     conv_info = converter_module(cand.converter).convert(work, cand, out)
     info = work.info
-    runner = runner_class(cand.runtime)(out)
+    runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
+                         outputs=[_TS.from_dict(t) for t in info["outputs"]])
     inputs, refs, labels = work.samples("verify")
     got = [runner.run(s) for s in inputs]
     ref_names = [o["name"] for o in info["outputs"]]

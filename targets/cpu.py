@@ -1,6 +1,9 @@
 """cpu: this machine's CPU (Linux x86-64 or aarch64) running ONNX Runtime.
 
 The host *is* the target here, so latency measured on this machine is the target's latency.
+Fallbacks, in order: the same graph with standard ONNX ops only (no com.microsoft fused kernels:
+runs on any ONNX Runtime build), then TorchScript Mobile on the lite interpreter (a different
+runtime, for when ONNX Runtime itself is missing or broken on the device).
 """
 from ..profiles import Candidate, TargetProfile
 
@@ -10,6 +13,9 @@ PROFILE = TargetProfile(
     device="the machine edgekit runs on (x86-64 or aarch64 Linux)",
     candidates=(
         Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32"),
+        Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32", variant="plain",
+                  options={"fuse": False}),
+        Candidate(converter="torchscript", runtime="torchscript-lite", precision="fp32"),
     ),
     host_is_target=True,
 )

@@ -17,7 +17,11 @@ from conftest import edgekit as run
 def test_manifest_lists_verified_artifact_with_matching_hashes(digits_bundle):
     m = json.loads((digits_bundle / "manifest.json").read_text())
     assert m["complete"] is True and m["schema"] == "edgekit.bundle/1"
-    (a,) = m["artifacts"]
+    a, plain, lite = m["artifacts"]
+    assert [x["role"] for x in m["artifacts"]] == ["primary", "fallback", "fallback"]
+    assert (plain["id"], plain["converter"]["fusions"]) == ("onnxruntime-fp32-plain", {})
+    assert (lite["runtime"], lite["format"], lite["verification"]["status"]) == ("torchscript-lite", "torchscript", "passed")
+    assert lite["converter"]["optimize_for_mobile"] is False and "XNNPACK" in lite["converter"]["optimize_for_mobile_error"]
     for key in ("role", "format", "runtime", "precision", "path", "sha256", "size_bytes", "inputs", "outputs",
                 "verification", "toolchain"):
         assert key in a
@@ -86,4 +90,5 @@ def test_recompile_reuses_cached_training_and_is_deterministic(digits_bundle, tm
     a = json.loads((digits_bundle / "manifest.json").read_text())
     b = json.loads((out / "manifest.json").read_text())
     assert a["model"]["sha256"] == b["model"]["sha256"]  # same cached weights
-    assert a["artifacts"][0]["verification"]["metrics"] == b["artifacts"][0]["verification"]["metrics"]
+    for x, y in zip(a["artifacts"], b["artifacts"]):
+        assert x["verification"]["metrics"] == y["verification"]["metrics"]

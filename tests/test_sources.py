@@ -140,3 +140,39 @@ def test_verification_inputs_overlapping_calibration_are_refused(tmp_path):
                  "            'verification_inputs': xs, 'calibration_inputs': xs[2:]}\n")
     p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", tmp_path / "b")
     assert p.returncode == 3 and "also appear in the calibration data" in p.stderr
+
+
+def test_primary_that_cannot_be_exported_gives_a_degraded_bundle(tmp_path):
+    """Data-dependent control flow defeats torch.export (ONNX); TorchScript tracing still works.
+    The bundle serves the verified fallback, says why, and the exit code says degraded."""
+    f = tmp_path / "branchy.py"
+    f.write_text("import torch\n"
+                 "class Branchy(torch.nn.Module):\n"
+                 "    def __init__(self):\n"
+                 "        super().__init__()\n"
+                 "        self.fc = torch.nn.Linear(8, 3)\n"
+                 "    def forward(self, x):\n"
+                 "        if x.abs().sum() >= 0:\n"
+                 "            return self.fc(x)\n"
+                 "        return -self.fc(x)\n"
+                 "def make():\n"
+                 "    torch.manual_seed(0)\n"
+                 "    return Branchy().eval(), torch.randn(1, 8)\n")
+    out = tmp_path / "br"
+    p = run("compile", "--model", f"{f}:make", "--target", "cpu", "--out", out)
+    assert p.returncode == 12, (p.stdout, p.stderr)
+    assert "degraded" in p.stderr and "\x1b[" not in p.stderr
+    m = _manifest(out)
+    assert [a["id"] for a in m["artifacts"]] == ["torchscript-lite-fp32"]
+    assert m["artifacts"][0]["role"] == "primary" and m["target"]["primary_choice"]["degraded"] is True
+    assert {f_["id"] for f_ in m["failed_candidates"]} == {"onnxruntime-fp32", "onnxruntime-fp32-plain"}
+    assert all("ONNX export failed" in f_["error"] for f_ in m["failed_candidates"])
+    x = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("branchy_t", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net, _ = mod.make()
+    with torch.no_grad():
+        np.testing.assert_allclose(edgekit.load(out).predict(x)["output"], net(torch.from_numpy(x)).numpy(), atol=1e-5)

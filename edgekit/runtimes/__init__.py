@@ -13,6 +13,7 @@ from .base import Runner
 # runtime name -> (module, class, toolchain name in edgekit.deps)
 RUNTIMES: dict[str, tuple[str, str, str]] = {
     "onnxruntime": ("edgekit.runtimes.onnxruntime", "OrtRunner", "onnxruntime"),
+    "torchscript-lite": ("edgekit.runtimes.torchscript_lite", "TorchScriptLiteRunner", "torch"),
 }
 
 
@@ -21,6 +22,12 @@ def runner_class(name: str) -> type[Runner]:
         raise UsageError(f"unknown runtime {name!r}{did_you_mean(name, list(RUNTIMES))}")
     module, cls, _ = RUNTIMES[name]
     return getattr(importlib.import_module(module), cls)
+
+
+def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None) -> Runner:
+    """Load an artifact on its runtime, naming its tensors from the manifest where the format can't."""
+    r = runner_class(runtime)(path, threads=threads)
+    return r.bind(inputs, outputs) if inputs is not None else r
 
 
 def toolchain_of(name: str) -> str:

@@ -26,6 +26,10 @@ class Runner:
     def outputs(self) -> list[TensorSpec]:
         raise NotImplementedError
 
+    def bind(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> "Runner":
+        """Formats that do not store tensor names (e.g. .ptl) take them from the manifest."""
+        return self
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
