@@ -138,6 +138,8 @@ def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True)
     if not manifest.complete:
         raise BundleError(f"{d} is incomplete (its manifest was never marked complete)")
     files = [(a.id, a.path, a.sha256, a.size_bytes) for a in manifest.artifacts]
+    files += [(f"{a.id} self-test", a.selftest["path"], a.selftest["sha256"], a.selftest["size_bytes"])
+              for a in manifest.artifacts if a.selftest]
     if manifest.selftest:
         st = manifest.selftest
         try:

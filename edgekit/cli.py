@@ -81,7 +81,7 @@ def _summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:
 def cmd_compile(args) -> int:
     from .pipeline import compile_model
 
-    bundle, manifest = compile_model(args.model, args.target, args.out, args.weights)
+    bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model)
     bench = {}
     if args.bench:
         ids = [a.id for a in manifest.usable()]
@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
     c.add_argument("--out", help="bundle folder (default build/MODEL-TARGET)")
     c.add_argument("--weights", help="state dict (.pt/.pth) for a factory's module; loaded weights-only")
+    c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
+                                            "and verified as the last fallback")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
     _add_bench_opts(c)
     b = sub.add_parser("bench", help="benchmark a bundle's artifact(s) on this machine")

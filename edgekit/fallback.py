@@ -38,13 +38,10 @@ class FallbackPolicy:
 
 class FallbackPredictor:
     def __init__(self, bundle_dir: Path, manifest: Manifest, threads: int | None, policy: FallbackPolicy):
-        from .selftest import selftest_feeds
-
         self.bundle_dir, self.manifest, self.threads, self.policy = Path(bundle_dir), manifest, threads, policy
         self.candidates: list[Artifact] = manifest.usable()
         if not self.candidates:
             raise BundleError(f"{bundle_dir} holds no verified artifact (all were rejected); see its manifest")
-        self._selftest = selftest_feeds(bundle_dir, manifest) if policy.selftest else ([], [])
         self.events: list[dict] = []
         self.counters: Counter = Counter()
         self._runners: dict[str, object] = {}
@@ -103,9 +100,10 @@ class FallbackPredictor:
 
     def _try_load(self, art: Artifact) -> str | None:
         """None if the artifact is ready to serve, else why not."""
-        from .runtimes import open_runner
-        from .verify import judge, output_metrics
         from .profiles import Tolerance
+        from .runtimes import open_runner
+        from .selftest import selftest_feeds
+        from .verify import judge, output_metrics
 
         path = (self.bundle_dir / art.path).resolve()
         try:
@@ -116,7 +114,7 @@ class FallbackPredictor:
             if path.stat().st_size != art.size_bytes or sha256_file(path) != art.sha256:
                 return f"{art.path} does not match its sha256 in the manifest (corrupted or modified)"
             runner = open_runner(art.runtime, path, self.threads, art.inputs, art.outputs)
-            inputs, refs = self._selftest
+            inputs, refs = selftest_feeds(self.bundle_dir, self.manifest, art) if self.policy.selftest else ([], [])
             if inputs:
                 got = [runner.run(x) for x in inputs]
                 metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]),

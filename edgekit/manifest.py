@@ -63,6 +63,10 @@ class Artifact:
     verification: Verification
     converter: dict[str, Any] = field(default_factory=dict)  # name, options, what it did
     toolchain: dict[str, str | None] = field(default_factory=dict)  # versions that built it
+    # Set only for an artifact of a different model (compile --fallback-model): its provenance and
+    # its own self-test vectors (the bundle's belong to the main model).
+    model: dict[str, Any] | None = None
+    selftest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

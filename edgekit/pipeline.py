@@ -15,7 +15,7 @@ from pathlib import Path
 from . import __version__, deps
 from .bundle import BundleWriter, check_out_dir, sha256_file
 from .converters import CONVERTERS, toolchains
-from .errors import ConversionError, EdgekitError, ToolchainMissing, VerificationFailed
+from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification
 from .runtimes import toolchain_of
@@ -40,33 +40,9 @@ def _missing_toolchains(cand) -> list[str]:
     return [t for t in dict.fromkeys(needed) if not deps.available(t)]
 
 
-def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None) -> tuple[Path, Manifest]:
-    spec = spec or DEFAULT_MODEL
-    profile = get_profile(target)  # unknown target fails here, before any work
-    preflight(spec, weights)  # missing/unsafe model files fail here, before any output
-    out_dir = Path(out) if out else default_out(spec, target)
-    check_out_dir(out_dir)  # before any work: never replace a folder that is not a bundle
-    candidates, skipped = [], []
-    for c in profile.candidates:
-        missing = _missing_toolchains(c)
-        (skipped.append({"id": c.id, "stage": "toolchain", "error": f"not installed: {', '.join(missing)}",
-                         "hint": deps.TOOLCHAINS[missing[0]].install}) if missing else candidates.append(c))
-    if not candidates:
-        first = skipped[0]
-        raise ToolchainMissing(f"target {target!r} cannot be built here: {first['error']}", hint=first["hint"])
-
-    writer = BundleWriter(out_dir)
-    logs, work = writer.stage / "logs", writer.stage / "work"
-    t0 = time.perf_counter()
-    need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
-    say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
-    say("  prepare: load model, reference outputs, ONNX export ...")
-    info = run_step("prepare", "edgekit.steps:prepare",
-                    {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx}, logs)
-    say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
-        f"{info['verify_data']})")
-
-    artifacts, failed = [], list(skipped)
+def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile) -> tuple[list, list]:
+    """Convert + verify each candidate in its own child process; (artifacts, failed candidates)."""
+    artifacts, failed = [], []
     export_error = info["export"].get("error")
     for c in candidates:
         if export_error and CONVERTERS[c.converter][4]:
@@ -100,13 +76,80 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
+    return artifacts, failed
 
-    # Roles: verified artifacts in the profile's preference order; failed ones are kept for inspection
-    # but marked rejected so nothing loads them.
+
+def _io(info: dict) -> tuple:
+    return ([(t["name"], tuple(t["shape"]), t["dtype"]) for t in info["inputs"]],
+            [(t["name"], tuple(t["shape"])) for t in info["outputs"]])
+
+
+def _fallback_model(spec: str, main_info: dict, candidates, writer: BundleWriter, logs: Path, profile):
+    """A different (e.g. smaller, distilled) model with the same inputs and outputs, compiled with the
+    profile's first buildable candidate, verified against its own reference, with its own self-test."""
+    from dataclasses import replace
+
+    preflight(spec)
+    work = writer.stage / "work-fallback-model"
+    say(f"  fallback model {spec}: prepare ...")
+    cand = replace(candidates[0], variant="fallback-model")
+    info = run_step("prepare-fallback-model", "edgekit.steps:prepare",
+                    {"spec": spec, "weights": None, "workdir": str(work),
+                     "need_onnx": CONVERTERS[cand.converter][4]}, logs)
+    if _io(info) != _io(main_info):
+        raise UsageError(f"--fallback-model {spec} must take the same inputs and give the same outputs as the model: "
+                         f"it has {_io(info)}, the model has {_io(main_info)}")
+    artifacts, failed = _build_all([cand], info, work, writer, logs, profile)
+    for a in artifacts:
+        a.model = {k: info[k] for k in ("name", "source", "sha256", "reference", "verify_data")}
+        a.selftest = _write_selftest(writer, work, f"selftest-{a.id}.npz")
+    shutil.rmtree(work, ignore_errors=True)
+    return artifacts, failed
+
+
+def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
+                  fallback_model: str | None = None) -> tuple[Path, Manifest]:
+    spec = spec or DEFAULT_MODEL
+    profile = get_profile(target)  # unknown target fails here, before any work
+    preflight(spec, weights)  # missing/unsafe model files fail here, before any output
+    if fallback_model:
+        preflight(fallback_model)
+    out_dir = Path(out) if out else default_out(spec, target)
+    check_out_dir(out_dir)  # before any work: never replace a folder that is not a bundle
+    candidates, skipped = [], []
+    for c in profile.candidates:
+        missing = _missing_toolchains(c)
+        (skipped.append({"id": c.id, "stage": "toolchain", "error": f"not installed: {', '.join(missing)}",
+                         "hint": deps.TOOLCHAINS[missing[0]].install}) if missing else candidates.append(c))
+    if not candidates:
+        first = skipped[0]
+        raise ToolchainMissing(f"target {target!r} cannot be built here: {first['error']}", hint=first["hint"])
+
+    writer = BundleWriter(out_dir)
+    logs, work = writer.stage / "logs", writer.stage / "work"
+    t0 = time.perf_counter()
+    need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
+    say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
+    say("  prepare: load model, reference outputs, ONNX export ...")
+    info = run_step("prepare", "edgekit.steps:prepare",
+                    {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx}, logs)
+    say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
+        f"{info['verify_data']})")
+
+    artifacts, failed = _build_all(candidates, info, work, writer, logs, profile)
+    failed = skipped + failed
+    if fallback_model:
+        extra, extra_failed = _fallback_model(fallback_model, info, candidates, writer, logs, profile)
+        artifacts += extra
+        failed += extra_failed
+
+    # Roles: verified artifacts in the profile's preference order (a fallback model last); failed
+    # ones are kept for inspection but marked rejected so nothing loads them.
     verified = [a for a in artifacts if a.verification.status == "passed"]
     for a in artifacts:
         a.role = "rejected" if a.verification.status == "failed" else ("primary" if a is verified[0] else "fallback")
-    artifacts.sort(key=lambda a: (a.role == "rejected", [x.id for x in candidates].index(a.id)))
+    order = [a.id for a in artifacts]  # built in preference order
+    artifacts.sort(key=lambda a: (a.role == "rejected", order.index(a.id)))
 
     if not artifacts:
         writer.abandon()
@@ -140,11 +183,11 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     return final, manifest
 
 
-def _write_selftest(writer: BundleWriter, work: Path) -> dict:
+def _write_selftest(writer: BundleWriter, work: Path, name: str = "selftest.npz") -> dict:
     """A few held-out inputs with their reference outputs: a device (or app) re-checks the artifact."""
     inputs, refs, _ = load_samples(work / "verify.npz")
     n = min(SELFTEST_SAMPLES, len(inputs))
-    path = writer.path("selftest.npz")
+    path = writer.path(name)
     save_samples(path, inputs[:n], refs[:n])
-    return {"path": "selftest.npz", "sha256": sha256_file(path), "size_bytes": path.stat().st_size, "samples": n,
+    return {"path": name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size, "samples": n,
             "reference": "same as model.reference"}

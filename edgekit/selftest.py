@@ -13,11 +13,13 @@ from .manifest import Artifact, Manifest
 from .steps import load_samples
 
 
-def selftest_feeds(bundle_dir, manifest: Manifest) -> tuple[list[dict], list[dict]]:
-    """(inputs, reference outputs) stored in the bundle; empty lists if it has none."""
-    if not manifest.selftest:
+def selftest_feeds(bundle_dir, manifest: Manifest, artifact: Artifact | None = None) -> tuple[list[dict], list[dict]]:
+    """(inputs, reference outputs) for this artifact (its own if it is another model's, else the
+    bundle's); empty lists if there are none."""
+    entry = (artifact.selftest if artifact is not None and artifact.selftest else None) or manifest.selftest
+    if not entry:
         return [], []
-    inputs, refs, _ = load_samples(Path(bundle_dir) / manifest.selftest["path"])
+    inputs, refs, _ = load_samples(Path(bundle_dir) / entry["path"])
     return inputs, refs
 
 
@@ -28,7 +30,7 @@ def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[
     from .profiles import Tolerance
     from .verify import judge, output_metrics
 
-    inputs, refs = selftest_feeds(bundle_dir, manifest)
+    inputs, refs = selftest_feeds(bundle_dir, manifest, artifact)
     if not inputs:
         return {}, ["the bundle has no self-test vectors"]
     p = load(bundle_dir, artifact=artifact.id, check_hashes=False)  # callers opened the bundle: hashes checked

@@ -187,3 +187,48 @@ def test_primary_failing_its_selftest_is_skipped_at_load(bundle):
     p = edgekit.load(bundle)
     assert p.active == PLAIN
     assert any("self-test failed" in e["reason"] for e in p.events if e["from"] == PRIMARY)
+
+
+def test_different_smaller_fallback_model_takes_over(tmp_path):
+    """compile --fallback-model: a smaller model with the same inputs/outputs, verified against its
+    own reference and carrying its own self-test; it serves when every main artifact is damaged."""
+    import torch
+
+    from conftest import edgekit as run
+
+    small = tmp_path / "small.py"
+    small.write_text("import torch\n"
+                     "def make():\n"
+                     "    torch.manual_seed(1)\n"
+                     "    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()\n"
+                     "    return {'model': net, 'example_inputs': torch.rand(1, 1, 8, 8), 'input_names': ['image'],\n"
+                     "            'output_names': ['logits'], 'task': 'classification'}\n")
+    out = tmp_path / "b"
+    run("compile", "--target", "cpu", "--out", out, "--fallback-model", f"{small}:make", check=True)
+    m = json.loads((out / "manifest.json").read_text())
+    fb = m["artifacts"][-1]
+    assert fb["id"] == "onnxruntime-fp32-fallback-model" and fb["role"] == "fallback"
+    assert fb["model"]["source"] == f"{small}:make" and fb["verification"]["status"] == "passed"
+    assert fb["selftest"]["path"] != m["selftest"]["path"]
+    for a in m["artifacts"][:-1]:  # damage every artifact of the main model
+        f = out / a["path"]
+        f.write_bytes(f.read_bytes()[:-7] + b"garbage")
+    p = edgekit.load(out)
+    assert p.active == "onnxruntime-fp32-fallback-model"
+    assert sum(1 for e in p.events if e["to"] is None and "sha256" in e["reason"]) == 3
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("small_t", small)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.make()["model"]
+    x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(p.predict(x)["logits"], net(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import torch\n"
+                     "def make():\n"
+                     "    return torch.nn.Linear(3, 2), torch.randn(1, 3)\n")
+    p2 = run("compile", "--target", "cpu", "--out", tmp_path / "c", "--fallback-model", f"{wrong}:make")
+    assert p2.returncode == 2 and "same inputs" in p2.stderr
