@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import sha256_file
-from .errors import ArtifactFailed, BundleError, EdgekitError
+from .errors import ArtifactFailed, BundleError, EdgekitError, ToolchainMissing
 from .manifest import Artifact, Manifest
 from .predictor import check_inputs
 
@@ -47,6 +47,7 @@ class FallbackPredictor:
         self._runners: dict[str, object] = {}
         self._latency: deque = deque(maxlen=policy.window)
         self._calls_since_switch = 0
+        self._missing: list[ToolchainMissing] = []  # runtimes this machine lacks, for the final error
         self._index = -1
         self._activate_from(0, reason="load")
 
@@ -125,6 +126,8 @@ class FallbackPredictor:
                 if fails:
                     return "self-test failed: " + "; ".join(fails)
         except EdgekitError as e:
+            if isinstance(e, ToolchainMissing):
+                self._missing.append(e)
             return f"{type(e).__name__}: {e.message}" + (f" ({e.hint})" if e.hint else "")
         except Exception as e:
             return f"failed to load: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
@@ -145,6 +148,10 @@ class FallbackPredictor:
             self._event(art.id, None, f"skipped: {why}")
             if self.policy.strict:
                 raise ArtifactFailed(f"{art.id}: {why} (strict mode: no fallback)")
+        if self._missing and len(self._missing) == len(self.candidates) - start:
+            first = self._missing[0]
+            raise ToolchainMissing("no runtime for any artifact of this bundle is installed: "
+                                   + "; ".join(m.message for m in self._missing), hint=first.hint)
         raise BundleError("no artifact of this bundle can serve: " +
                           "; ".join(e["reason"] for e in self.events if e["to"] is None)[-600:])
 

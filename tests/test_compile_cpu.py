@@ -71,17 +71,22 @@ def test_verify_command_passes_then_catches_corruption(digits_bundle, tmp_path):
     assert ok.returncode == 0 and "passed" in ok.stdout, ok.stderr
     broken = tmp_path / "broken"
     shutil.copytree(digits_bundle, broken)
-    art = next((broken / "artifacts").iterdir())
+    art = broken / "artifacts" / "onnxruntime-fp32.onnx"
     data = bytearray(art.read_bytes())
     data[len(data) // 2] ^= 0xFF
     art.write_bytes(bytes(data))
     p = run("verify", broken)
     assert p.returncode == 8 and "does not match its sha256" in p.stderr
     with pytest.raises(BundleError, match="sha256"):
-        edgekit.load(broken)
+        edgekit.load(broken, artifact="onnxruntime-fp32-plain")  # one named artifact: whole bundle checked
+    from edgekit.errors import ArtifactFailed
+
+    with pytest.raises(ArtifactFailed, match="sha256"):
+        edgekit.load(broken, strict=True)
+    assert edgekit.load(broken).active != art.stem  # the default predictor falls back (tests/test_fallback.py)
     art.unlink()
     with pytest.raises(BundleError, match="missing"):
-        edgekit.load(broken)
+        edgekit.load(broken, artifact="onnxruntime-fp32-plain")
 
 
 def test_recompile_reuses_cached_training_and_is_deterministic(digits_bundle, tmp_path):
