@@ -30,7 +30,7 @@ if [ -f "$apt_list" ] && grep -qv '^\s*\(#\|$\)' "$apt_list"; then
   if [ -n "$missing" ]; then
     echo "edgekit setup: apt-get install $missing" >&2
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
   fi
 fi
 
