@@ -101,10 +101,8 @@ class FallbackPredictor:
 
     def _try_load(self, art: Artifact) -> str | None:
         """None if the artifact is ready to serve, else why not."""
-        from .profiles import Tolerance
         from .runtimes import open_runner
-        from .selftest import selftest_feeds
-        from .verify import judge, output_metrics
+        from .selftest import check_runner
 
         path = (self.bundle_dir / art.path).resolve()
         try:
@@ -115,14 +113,8 @@ class FallbackPredictor:
             if path.stat().st_size != art.size_bytes or sha256_file(path) != art.sha256:
                 return f"{art.path} does not match its sha256 in the manifest (corrupted or modified)"
             runner = open_runner(art.runtime, path, self.threads, art.inputs, art.outputs)
-            inputs, refs = selftest_feeds(self.bundle_dir, self.manifest, art) if self.policy.selftest else ([], [])
-            if inputs:
-                got = [runner.run(x) for x in inputs]
-                metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]),
-                                                  np.stack([g[o.name] for g in got]),
-                                                  self.manifest.model.get("task") == "classification")
-                           for o in art.outputs}
-                fails = judge(metrics, Tolerance(**art.verification.tolerance))
+            if self.policy.selftest and (art.selftest or self.manifest.selftest):  # none: nothing to re-check
+                _metrics, fails = check_runner(runner, self.bundle_dir, self.manifest, art)
                 if fails:
                     return "self-test failed: " + "; ".join(fails)
         except EdgekitError as e:

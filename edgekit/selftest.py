@@ -27,14 +27,20 @@ def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[
     """Run the artifact on this machine's runtime over the self-test vectors; return (metrics, failures)
     judged with the tolerance the artifact was verified against."""
     from .predictor import load
+
+    p = load(bundle_dir, artifact=artifact.id, check_hashes=False)  # callers opened the bundle: hashes checked
+    return check_runner(p.runner, bundle_dir, manifest, artifact)
+
+
+def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
+    """The self-test of an already loaded runner: (metrics per output, failures against its tolerance)."""
     from .profiles import Tolerance
     from .verify import judge, output_metrics
 
     inputs, refs = selftest_feeds(bundle_dir, manifest, artifact)
     if not inputs:
         return {}, ["the bundle has no self-test vectors"]
-    p = load(bundle_dir, artifact=artifact.id, check_hashes=False)  # callers opened the bundle: hashes checked
-    got = [p.predict(x) for x in inputs]
+    got = [runner.run(x) for x in inputs]
     classifier = manifest.model.get("task") == "classification"
     metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]), np.stack([g[o.name] for g in got]),
                                       classifier) for o in artifact.outputs}
