@@ -9,47 +9,16 @@ the median of per-block ratios, and its bootstrap 95% interval. Ratios < 1 mean 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _time_block(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return out
-
-
-def interleaved(a, b, blocks: int, per_block: int, warmup: int = 5):
-    for _ in range(warmup):
-        a(), b()
-    ta, tb, ratios = [], [], []
-    for i in range(blocks):
-        order = (a, b, b, a) if i % 2 == 0 else (b, a, a, b)  # ABBA / BAAB
-        res = {id(a): [], id(b): []}
-        for fn in order:
-            res[id(fn)] += _time_block(fn, per_block)
-        ta += res[id(a)]
-        tb += res[id(b)]
-        ratios.append(np.median(res[id(b)]) / np.median(res[id(a)]))
-    return np.array(ta), np.array(tb), np.array(ratios)
-
-
-def bootstrap_ci(x: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    meds = np.median(rng.choice(x, size=(n, len(x)), replace=True), axis=1)
-    return float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["digits", "minilm", "efficientnet-lite0"])
     ap.add_argument("--blocks", type=int, default=20)
-    ap.add_argument("--block-seconds", type=float, default=0.25, help="target time per side per block")
+    ap.add_argument("--block-seconds", type=float, default=0.25, help="seconds per segment (4 segments a block)")
     ap.add_argument("--out", default="build/bench")
     args = ap.parse_args()
 
@@ -57,6 +26,7 @@ def main() -> None:
 
     import edgekit
     from edgekit.bundle import open_bundle
+    from edgekit.gate import bootstrap_median_ci, interleave
     from edgekit.pipeline import compile_model
     from edgekit.sources import load_model
 
@@ -81,12 +51,11 @@ def main() -> None:
         def ort():
             pred.predict(feed)
 
-        t = time.perf_counter()
-        for _ in range(5):
-            eager()
-        per = max(3, int(args.block_seconds / max((time.perf_counter() - t) / 5, 1e-5)))
-        te, to, ratios = interleaved(eager, ort, args.blocks, per)
-        lo, hi = bootstrap_ci(ratios)
+        # the gate's own ABBA interleaving and bootstrap interval (edgekit.gate)
+        logr, te, to, _n = interleave(eager, ort, args.blocks, args.block_seconds, warmup_runs=5)
+        te, to = np.array(te) * 1e3, np.array(to) * 1e3
+        lo, hi = (float(np.exp(v)) for v in bootstrap_median_ci(np.array(logr), 0.95, 2000, seed=0))
+        ratios = np.exp(logr)
         rows.append((name, np.median(te), np.median(to), float(np.median(ratios)), lo, hi, len(te)))
         print(f"{name}: eager p50 {np.median(te):.3f} ms, onnxruntime p50 {np.median(to):.3f} ms, "
               f"ratio {np.median(ratios):.3f} (95% CI {lo:.3f}-{hi:.3f}), {args.blocks} ABBA blocks", flush=True)

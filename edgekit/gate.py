@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,14 +77,19 @@ def open_subject(path: str, threads: int, feed: dict | None = None) -> Subject:
     raise UsageError(f"{path}: not a bundle folder or an .onnx artifact")
 
 
-def _pinned():
+@contextmanager
+def pinned_to_one_cpu():
     """Pin to one CPU for the measurement (the last one: least likely to take interrupts)."""
     try:
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {max(before)})
-        return before
     except (AttributeError, OSError):
-        return None
+        before = None
+    try:
+        yield
+    finally:
+        if before:
+            os.sched_setaffinity(0, before)
 
 
 def _segment(run, n: int, warmup: int) -> list[float]:
@@ -97,29 +103,29 @@ def _segment(run, n: int, warmup: int) -> list[float]:
     return out
 
 
+def interleave(run_a, run_b, blocks: int, block_seconds: float, warmup_runs: int):
+    """ABBA/BAAB blocks of `block_seconds` segments, each after its own warm-up.
+    Returns (per-block log(median B / median A), all A times, all B times, runs per segment); seconds."""
+    for _ in range(warmup_runs * 3):
+        run_a(), run_b()
+    t = time.perf_counter()
+    _segment(run_a, 5, 0)
+    n = max(5, int(block_seconds / max((time.perf_counter() - t) / 5, 1e-6)))
+    log_ratios, times_a, times_b = [], [], []
+    for i in range(blocks):
+        seg = {"A": [], "B": []}
+        for side in ("ABBA" if i % 2 == 0 else "BAAB"):
+            seg[side] += _segment(run_a if side == "A" else run_b, n, warmup_runs)
+        log_ratios.append(math.log(np.median(seg["B"]) / np.median(seg["A"])))
+        times_a += seg["A"]
+        times_b += seg["B"]
+    return log_ratios, times_a, times_b, n
+
+
 def measure(a: Subject, b: Subject, cfg: GateConfig) -> dict:
-    ra = lambda: a.runner.run(a.feed)  # noqa: E731
-    rb = lambda: b.runner.run(b.feed)  # noqa: E731
-    affinity = _pinned()
-    try:
-        for _ in range(cfg.warmup_runs * 3):
-            ra(), rb()
-        t = time.perf_counter()
-        _segment(ra, 5, 0)
-        per_run = (time.perf_counter() - t) / 5
-        n = max(5, int(cfg.block_seconds / max(per_run, 1e-6)))
-        log_ratios, times_a, times_b = [], [], []
-        for i in range(cfg.blocks):
-            order = "ABBA" if i % 2 == 0 else "BAAB"
-            seg = {"A": [], "B": []}
-            for side in order:
-                seg[side] += _segment(ra if side == "A" else rb, n, cfg.warmup_runs)
-            log_ratios.append(math.log(np.median(seg["B"]) / np.median(seg["A"])))
-            times_a += seg["A"]
-            times_b += seg["B"]
-    finally:
-        if affinity:
-            os.sched_setaffinity(0, affinity)
+    with pinned_to_one_cpu():
+        log_ratios, times_a, times_b, n = interleave(lambda: a.runner.run(a.feed), lambda: b.runner.run(b.feed),
+                                                     cfg.blocks, cfg.block_seconds, cfg.warmup_runs)
     return {"log_ratios": log_ratios, "runs_per_segment": n,
             "a_ms": float(np.median(times_a) * 1e3), "b_ms": float(np.median(times_b) * 1e3)}
 
@@ -205,14 +211,10 @@ def run_baseline_file(baseline_json: str, candidate: str, cfg: GateConfig) -> Ga
         raise UsageError(f"{baseline_json}: not a bench JSON with samples_ms ({e}); "
                          "record one with `edgekit bench BUNDLE --keep-samples --json FILE`") from None
     b = open_subject(candidate, cfg.threads)
-    affinity = _pinned()
-    try:
+    with pinned_to_one_cpu():
         n = max(len(samples_a), 50)
         _segment(lambda: b.runner.run(b.feed), 0, cfg.warmup_runs * 10)
         samples_b = np.asarray(_segment(lambda: b.runner.run(b.feed), n, 0)) * 1e3
-    finally:
-        if affinity:
-            os.sched_setaffinity(0, affinity)
     rng = np.random.default_rng(cfg.seed)
     boots = [math.log(np.median(rng.choice(samples_b, len(samples_b))) / np.median(rng.choice(samples_a, len(samples_a))))
              for _ in range(min(cfg.bootstrap, 2000))]
