@@ -181,15 +181,13 @@ def cmd_verify(args) -> int:
 
 def cmd_targets(args) -> int:
     from . import deps
-    from .converters import toolchains
-    from .runtimes import toolchain_of
+    from .pipeline import candidate_toolchains
     from .targets import all_profiles
 
     rows = []
     for p in all_profiles():
         for i, c in enumerate(p.candidates):
-            need = list(dict.fromkeys([*toolchains(c.converter), toolchain_of(c.runtime)]))
-            missing = [t for t in need if not deps.available(t)]
+            missing = [t for t in candidate_toolchains(c) if not deps.available(t)]
             rows.append([p.name if i == 0 else "", "primary" if i == 0 else f"fallback {i}", c.runtime, c.precision,
                          c.converter, "yes" if not missing else f"no: {deps.TOOLCHAINS[missing[0]].install}",
                          p.description if i == 0 else ""])

@@ -35,9 +35,13 @@ def default_out(spec: str, target: str) -> Path:
     return Path("build") / f"{slug.strip('-') or 'model'}-{target}"
 
 
+def candidate_toolchains(cand) -> list[str]:
+    """What building and running this candidate needs: its converter's toolchains, then its runtime's."""
+    return list(dict.fromkeys([*toolchains(cand.converter), toolchain_of(cand.runtime)]))
+
+
 def _missing_toolchains(cand) -> list[str]:
-    needed = list(toolchains(cand.converter)) + [toolchain_of(cand.runtime)]
-    return [t for t in dict.fromkeys(needed) if not deps.available(t)]
+    return [t for t in candidate_toolchains(cand) if not deps.available(t)]
 
 
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile) -> tuple[list, list]:
@@ -72,7 +76,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
             outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
             converter=res["converter"],
-            toolchain=deps.versions(dict.fromkeys(["torch", *toolchains(c.converter), toolchain_of(c.runtime)])),
+            toolchain=deps.versions(dict.fromkeys(["torch", *candidate_toolchains(c)])),
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))

@@ -29,6 +29,16 @@ def edgekit(*args, cwd=None, check=False, timeout=900, env=None) -> subprocess.C
     return p
 
 
+def import_file(path: Path):
+    """Import a user's model file the way a test wants to compare against it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"user_{Path(path).stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="session")
 def build_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bundles")

@@ -216,12 +216,9 @@ def test_different_smaller_fallback_model_takes_over(tmp_path):
     p = edgekit.load(out)
     assert p.active == "onnxruntime-fp32-fallback-model"
     assert sum(1 for e in p.events if e["to"] is None and "sha256" in e["reason"]) == 3
-    import importlib.util
+    from conftest import import_file
 
-    spec = importlib.util.spec_from_file_location("small_t", small)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    net = mod.make()["model"]
+    net = import_file(small).make()["model"]
     x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(p.predict(x)["logits"], net(torch.from_numpy(x)).numpy(), atol=1e-5)

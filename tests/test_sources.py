@@ -9,6 +9,7 @@ import torch
 import edgekit
 
 from conftest import edgekit as run
+from conftest import import_file
 
 
 def _manifest(out):
@@ -29,12 +30,7 @@ def test_factory_file_with_stride0_float64_example(tiny_factory, tmp_path):
 
 
 def test_factory_tuple_form_and_weights_only_state_dict(tiny_factory, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tiny_model_t", tiny_factory)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    m, x = mod.make_tuple()
+    m, x = import_file(tiny_factory).make_tuple()
     torch.manual_seed(1)
     for p_ in m.parameters():
         torch.nn.init.normal_(p_)
@@ -168,11 +164,6 @@ def test_primary_that_cannot_be_exported_gives_a_degraded_bundle(tmp_path):
     assert {f_["id"] for f_ in m["failed_candidates"]} == {"onnxruntime-fp32", "onnxruntime-fp32-plain"}
     assert all("ONNX export failed" in f_["error"] for f_ in m["failed_candidates"])
     x = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("branchy_t", f)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    net, _ = mod.make()
+    net, _ = import_file(f).make()
     with torch.no_grad():
         np.testing.assert_allclose(edgekit.load(out).predict(x)["output"], net(torch.from_numpy(x)).numpy(), atol=1e-5)
