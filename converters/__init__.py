@@ -13,6 +13,8 @@ import importlib
 CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
     "onnx-ort": ("edgekit.converters.onnx_ort", ("onnx", "onnxscript", "onnxruntime"), "onnx", ".onnx", True),
     "torchscript": ("edgekit.converters.torchscript", ("torch",), "torchscript", ".ptl", False),
+    "litert": ("edgekit.converters.litert", ("torch", "litert-torch"), "tflite", ".tflite", False),
+    "executorch": ("edgekit.converters.executorch", ("torch", "executorch"), "pte", ".pte", False),
 }
 
 

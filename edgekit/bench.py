@@ -35,7 +35,7 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     feeds = selftest_feeds(Path(bundle_dir), manifest)[0][0]
     cls = runner_class(art.runtime)
     t = time.perf_counter()
-    runner = open_runner(art.runtime, Path(bundle_dir) / art.path, threads, art.inputs, art.outputs)
+    runner = open_runner(art.runtime, Path(bundle_dir) / art.path, threads, art.inputs, art.outputs, art.input_layout)
     load_ms = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     runner.run(feeds)

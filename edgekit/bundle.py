@@ -54,19 +54,21 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle") -> None:
     """--out may name a new folder, an empty one, or an existing bundle (replaced) — never anything else."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise UsageError(f"--out {out} exists and is not an edgekit bundle; refusing to replace it",
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
+        raise UsageError(f"--out {out} exists and is not {what}; refusing to replace it",
                          hint="choose a new folder, e.g. --out build/my-model-cpu")
 
 
 class BundleWriter:
-    """Stage a bundle in OUT.partial and publish it onto OUT in one rename."""
+    """Stage a bundle in OUT.partial and publish it onto OUT in one rename. `marker` is the file
+    written last (manifest.json for bundles, model.json for app packages)."""
 
-    def __init__(self, out: Path):
-        check_out_dir(out)
+    def __init__(self, out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle"):
+        check_out_dir(out, marker, what)
+        self.marker = marker
         self.out = Path(out).resolve()
         self.stage = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
         if self.stage.exists():  # left by an interrupted run; it never claimed to be complete
@@ -78,16 +80,18 @@ class BundleWriter:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def publish(self, manifest: Manifest) -> Path:
-        manifest.complete = True
+    def publish(self, manifest: Manifest | str) -> Path:
+        if isinstance(manifest, Manifest):
+            manifest.complete = True
+            manifest = manifest.to_json()
         _fsync_tree(self.stage)
         _crash_point("before-manifest")
-        tmp = self.stage / (MANIFEST + ".tmp")
+        tmp = self.stage / (self.marker + ".tmp")
         with open(tmp, "w") as f:
-            f.write(manifest.to_json())
+            f.write(manifest)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.stage / MANIFEST)
+        os.replace(tmp, self.stage / self.marker)
         _fsync_dir(self.stage)
         _crash_point("before-rename")
         old = None

@@ -81,7 +81,8 @@ def _summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:
 def cmd_compile(args) -> int:
     from .pipeline import compile_model
 
-    bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model)
+    bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model,
+                                     calibration=args.calibration, layout=args.layout)
     bench = {}
     if args.bench:
         ids = [a.id for a in manifest.usable()]
@@ -179,6 +180,17 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_package(args) -> int:
+    from .package import package_bundle
+
+    out = package_bundle(args.bundle, args.platform, args.out, args.artifact)
+    pkg = json.loads((out / "model.json").read_text())
+    for m in pkg["models"]:
+        print(f"{m['role']:8s} {m['file']}  ({m['runtime']}, {m['precision']}, {m['size_bytes'] / 1024:.1f} kB)")
+    print(f"{out}: model.json, {pkg['selftest']['samples']} self-test vectors; check: python {out / 'check_model.py'}")
+    return 0
+
+
 def cmd_targets(args) -> int:
     from . import deps
     from .pipeline import candidate_toolchains
@@ -238,7 +250,7 @@ def cmd_gate(args) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
-            "targets": cmd_targets, "doctor": cmd_doctor}
+            "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
 def _add_device_opts(p):
@@ -269,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", help="state dict (.pt/.pth) for a factory's module; loaded weights-only")
     c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
                                             "and verified as the last fallback")
+    c.add_argument("--calibration", help="representative inputs for INT8: a .npy (one input), an .npz (arrays named "
+                   "like the inputs) or a folder of them; default: the model's own calibration set, else its example")
+    c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
+                   help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
     _add_bench_opts(c)
     b = sub.add_parser("bench", help="benchmark a bundle's artifact(s) on this machine")
@@ -294,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check a bundle's files and re-run its self-test vectors here")
     v.add_argument("bundle")
     _add_device_opts(v)
+    k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
+    k.add_argument("bundle")
+    k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux"])
+    k.add_argument("--out", required=True, help="package folder (written atomically)")
+    k.add_argument("--artifact", action="append", help="artifact id to include (repeat; default: primary + one fallback)")
     sub.add_parser("targets", help="list target profiles and whether their toolchains are installed")
     sub.add_parser("doctor", help="toolchains: installed version or the install command")
     return ap

@@ -34,6 +34,12 @@ TOOLCHAINS: dict[str, Toolchain] = {
                   "torch.onnx dynamo exporter; ONNX Runtime transformer fusions"),
         Toolchain("onnxruntime", "onnxruntime", "onnxruntime", "pip install 'edgekit[onnxruntime]'",
                   "runtime for the cpu target"),
+        Toolchain("litert-torch", "litert_torch", "litert-torch", "pip install 'edgekit[litert]'",
+                  "PyTorch -> LiteRT/TFLite (.tflite), FP32 and PT2E INT8"),
+        Toolchain("ai-edge-litert", "ai_edge_litert", "ai-edge-litert", "pip install 'edgekit[litert-runtime]'",
+                  "LiteRT interpreter (runs .tflite, XNNPACK delegate)"),
+        Toolchain("executorch", "executorch", "executorch", "pip install 'edgekit[executorch]'",
+                  "PyTorch -> ExecuTorch (.pte, XNNPACK) and its runtime"),
         Toolchain("builtin-models", "sklearn", "scikit-learn", "pip install 'edgekit[builtin]'",
                   "built-in models and their data (digits, photos, MiniLM)"),
     ]

@@ -112,7 +112,7 @@ class FallbackPredictor:
                 return f"file {art.path} is missing"
             if path.stat().st_size != art.size_bytes or sha256_file(path) != art.sha256:
                 return f"{art.path} does not match its sha256 in the manifest (corrupted or modified)"
-            runner = open_runner(art.runtime, path, self.threads, art.inputs, art.outputs)
+            runner = open_runner(art.runtime, path, self.threads, art.inputs, art.outputs, art.input_layout)
             if self.policy.selftest and (art.selftest or self.manifest.selftest):  # none: nothing to re-check
                 _metrics, fails = check_runner(runner, self.bundle_dir, self.manifest, art)
                 if fails:

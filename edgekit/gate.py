@@ -63,7 +63,7 @@ def open_subject(path: str, threads: int, feed: dict | None = None) -> Subject:
         if not m.usable():
             raise UsageError(f"{p} has no verified artifact to gate")
         a = m.usable()[0]
-        runner = open_runner(a.runtime, p / a.path, threads, a.inputs, a.outputs)
+        runner = open_runner(a.runtime, p / a.path, threads, a.inputs, a.outputs, a.input_layout)
         inputs, _ = selftest_feeds(p, m)
         return Subject(f"{p.name}:{a.id}", p, runner, a.size_bytes, feed or inputs[0],
                        a.verification.accuracy, a.verification.status)

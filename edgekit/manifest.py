@@ -67,6 +67,9 @@ class Artifact:
     # its own self-test vectors (the bundle's belong to the main model).
     model: dict[str, Any] | None = None
     selftest: dict[str, Any] | None = None
+    # Inputs the artifact file takes channel-last, e.g. {"image": "NHWC"} (compile --layout nhwc);
+    # the Python runners transpose the model's NCHW arrays; an app feeds NHWC directly.
+    input_layout: dict[str, str] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

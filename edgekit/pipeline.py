@@ -75,7 +75,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             sha256=sha256_file(path), size_bytes=path.stat().st_size,
             inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
             outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
-            converter=res["converter"],
+            converter=res["converter"], input_layout=res["converter"].get("input_layout"),
             toolchain=deps.versions(dict.fromkeys(["torch", *candidate_toolchains(c)])),
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
@@ -111,11 +111,31 @@ def _fallback_model(spec: str, main_info: dict, candidates, writer: BundleWriter
     return artifacts, failed
 
 
+# Converters that can change an artifact's input layout (compile --layout nhwc).
+LAYOUT_CONVERTERS = ("litert",)
+
+
+def _with_layout(profile, layout: str | None):
+    if not layout or layout == "nchw":
+        return profile
+    from dataclasses import replace
+
+    if not any(c.converter in LAYOUT_CONVERTERS for c in profile.candidates):
+        raise UsageError(f"--layout {layout} applies to LiteRT artifacts; target {profile.name!r} has none",
+                         hint="targets with LiteRT: android, rpi")
+    return replace(profile, candidates=tuple(
+        replace(c, options={**c.options, "layout": layout}, variant=(c.variant + "-" if c.variant else "") + layout)
+        if c.converter in LAYOUT_CONVERTERS else c for c in profile.candidates))
+
+
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
-                  fallback_model: str | None = None) -> tuple[Path, Manifest]:
+                  fallback_model: str | None = None, calibration: str | None = None,
+                  layout: str | None = None) -> tuple[Path, Manifest]:
     spec = spec or DEFAULT_MODEL
-    profile = get_profile(target)  # unknown target fails here, before any work
+    profile = _with_layout(get_profile(target), layout)  # unknown target fails here, before any work
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
+    if calibration and not Path(calibration).exists():
+        raise UsageError(f"--calibration {calibration}: no such file or folder")
     if fallback_model:
         preflight(fallback_model)
     out_dir = Path(out) if out else default_out(spec, target)
@@ -136,7 +156,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
     say("  prepare: load model, reference outputs, ONNX export ...")
     info = run_step("prepare", "edgekit.steps:prepare",
-                    {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx}, logs)
+                    {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
+                     "calibration": calibration}, logs)
     say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
         f"{info['verify_data']})")
 
@@ -165,13 +186,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     manifest = Manifest(
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
-                                    "export")},
+                                    "export", "calibration")},
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},
                 "latency_budget_ms": profile.latency_budget_ms,
                 "primary_choice": {"rule": "first verified candidate in the profile's preference order",
                                    "measured_on_device": False,
+                                   "why": _choice_note(profile),
                                    "preferred": profile.candidates[0].id,
                                    "degraded": bool(verified) and verified[0].id != profile.candidates[0].id}},
         artifacts=artifacts, failed_candidates=failed, selftest=selftest,
@@ -185,6 +207,17 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                                  + "; ".join(f"{a.id}: {a.verification.reason}" for a in artifacts),
                                  hint=f"the bundle at {final} records every metric; nothing in it will load")
     return final, manifest
+
+
+def _choice_note(profile) -> str:
+    import platform
+
+    host = f"{platform.system()} {platform.machine()}"
+    if profile.host_is_target:
+        return f"this host ({host}) is the target; compile does not time candidates, so preference order decides"
+    return (f"this host ({host}) is not the target device ({profile.device}): host latency says nothing about the "
+            f"device, so the profile's preference order decides; parity was verified on the artifacts' real runtimes "
+            f"running on this host")
 
 
 def _write_selftest(writer: BundleWriter, work: Path, name: str = "selftest.npz") -> dict:

@@ -54,7 +54,7 @@ class Predictor:
         self.manifest = manifest
         self.artifact = artifact
         self.runner = open_runner(artifact.runtime, self.bundle_dir / artifact.path, threads, artifact.inputs,
-                                  artifact.outputs)
+                                  artifact.outputs, artifact.input_layout)
 
     @property
     def active(self) -> str:

@@ -16,8 +16,11 @@ class Tolerance:
 
 
 # FP32 artifacts must reproduce the source almost exactly; later precisions get their own rows.
+# INT8 is judged against the FP32 source on held-out data: worst-sample cosine >= 0.99 and
+# top-1 agreement >= 99% for classifiers (the quantizer tries static INT8, then dynamic).
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(cosine_min=0.9999, top1_min=0.99),
+    "int8": Tolerance(cosine_min=0.99, top1_min=0.99),
 }
 
 
@@ -43,6 +46,9 @@ class TargetProfile:
     # True when this machine can be the target itself (e.g. `cpu`): host timings are device timings.
     host_is_target: bool = False
     latency_budget_ms: float | None = None  # the runtime fallback switches when the median exceeds it
+    # The target's CPU architecture (platform.machine()), when the profile names one: a host of
+    # another architecture is never the device, so its timings are host timings.
+    device_arch: str | None = None
     tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 
     def tolerance(self, precision: str) -> Tolerance:

@@ -20,6 +20,7 @@ class Work:
     """The prepared work folder shared by all candidates of one compile."""
 
     dir: Path
+    tolerance: dict | None = None  # the candidate's precision tolerance (quantizers aim for it)
 
     @property
     def onnx_path(self) -> Path:
@@ -98,15 +99,19 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     return [dict(zip(names, sess.run(names, s))) for s in samples]
 
 
-def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> dict:
+def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None) -> dict:
     from .sources import load_model
     from .verify import accuracy
 
     work = Work(Path(workdir))
     work.dir.mkdir(parents=True, exist_ok=True)
-    from .calibration import check_disjoint
+    from .calibration import check_disjoint, dataset_hash, read_arrays
 
     src = load_model(spec, weights)
+    calib_source = "the model's own calibration set" if src.calib_inputs else None
+    if calibration:
+        src.calib_inputs = read_arrays(calibration, src.example)
+        calib_source = f"--calibration {calibration}"
     check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
     refs = _reference_outputs(src, src.verify_inputs)
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
@@ -141,6 +146,8 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool) -> di
                      else "the given ONNX file on ONNX Runtime with graph optimizations off",
         "verify_data": src.verify_data, "verify_samples": len(src.verify_inputs),
         "calib_samples": len(src.calib_inputs), "source_accuracy": src_acc, "export": export,
+        "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
+                        "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
     }
     (work.dir / "model.json").write_text(json.dumps(info, indent=2))
     return info
@@ -153,14 +160,14 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     from .runtimes import open_runner
     from .verify import accuracy, judge, output_metrics
 
-    work = Work(Path(workdir))
+    work = Work(Path(workdir), tolerance=tolerance)
     cand = Candidate(**candidate)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     conv_info = converter_module(cand.converter).convert(work, cand, out)
     info = work.info
     runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
-                         outputs=[_TS.from_dict(t) for t in info["outputs"]])
+                         outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv_info.get("input_layout"))
     inputs, refs, labels = work.samples("verify")
     got = [runner.run(s) for s in inputs]
     ref_names = [o["name"] for o in info["outputs"]]
@@ -169,6 +176,8 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
         from .errors import ConversionError
 
         raise ConversionError(f"{cand.id}: artifact outputs {list(got[0])} lack {missing}")
+    if runner.artifact_io():
+        conv_info["artifact_io"] = runner.artifact_io()
     classifier = info["task"] == "classification"
     metrics = {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier)
                for n in ref_names}

@@ -3,7 +3,8 @@
 # Idempotent and quick when nothing changed: a stamp records the hash of every file that
 # decides what gets installed; a matching stamp skips pip entirely.
 #   scripts/setup-env.sh cpu        # what the default path needs (compile/verify/bench on ONNX Runtime)
-#   scripts/setup-env.sh dev        # + test tools (a superset of cpu)
+#   scripts/setup-env.sh mobile     # + LiteRT and ExecuTorch (android, rpi targets)
+#   scripts/setup-env.sh dev        # + test tools (a superset of mobile)
 set -euo pipefail
 extras="${1:-cpu}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,7 +21,9 @@ stamp_ok() { [ -f "$venv/.edgekit-stamp-$1" ] && [ "$(cat "$venv/.edgekit-stamp-
 
 if [ -x "$venv/bin/python" ]; then
   stamp_ok "$extras" && exit 0
-  [ "$extras" = cpu ] && stamp_ok dev && exit 0   # dev includes everything cpu needs
+  # dev includes everything mobile needs, and mobile everything cpu needs
+  case "$extras" in cpu|mobile) stamp_ok dev && exit 0 ;; esac
+  [ "$extras" = cpu ] && stamp_ok mobile && exit 0
 fi
 
 apt_list="$root/scripts/apt-$extras.txt"

@@ -9,7 +9,7 @@ import importlib
 from ..errors import UsageError, did_you_mean
 from ..profiles import TargetProfile
 
-TARGET_MODULES = ["cpu"]
+TARGET_MODULES = ["cpu", "android", "rpi"]
 
 
 def all_profiles() -> list[TargetProfile]:

@@ -58,11 +58,7 @@ def minilm_bundle(build_dir) -> Path:
     return out
 
 
-@pytest.fixture
-def tiny_factory(tmp_path) -> Path:
-    """A user's model file: a small CNN whose example input is a numpy view with a stride-0 batch axis."""
-    f = tmp_path / "tiny_model.py"
-    f.write_text(textwrap.dedent('''
+TINY_MODEL = textwrap.dedent('''
         import numpy as np
         import torch
 
@@ -85,5 +81,31 @@ def tiny_factory(tmp_path) -> Path:
         def make_tuple():
             torch.manual_seed(0)
             return Tiny().eval(), torch.randn(1, 3, 6, 6)
-    '''))
+''')
+
+
+@pytest.fixture
+def tiny_factory(tmp_path) -> Path:
+    """A user's model file: a small CNN whose example input is a numpy view with a stride-0 batch axis."""
+    f = tmp_path / "tiny_model.py"
+    f.write_text(TINY_MODEL)
     return f
+
+
+def needs(*toolchains: str):
+    """Skip (never mock) when a toolchain is missing; the reason is the command that installs it."""
+    from edgekit import deps
+
+    missing = [t for t in toolchains if not deps.available(t)]
+    return pytest.mark.skipif(bool(missing), reason="not installed: " + ", ".join(
+        f"{t} ({deps.TOOLCHAINS[t].install})" for t in missing))
+
+
+MOBILE = ("litert-torch", "ai-edge-litert", "executorch")
+
+
+@pytest.fixture(scope="session")
+def digits_android(build_dir) -> Path:
+    out = build_dir / "digits-android"
+    edgekit("compile", "--model", "builtin:digits", "--target", "android", "--out", out, check=True)
+    return out

@@ -14,6 +14,8 @@ from .base import Runner
 RUNTIMES: dict[str, tuple[str, str, str]] = {
     "onnxruntime": ("edgekit.runtimes.onnxruntime", "OrtRunner", "onnxruntime"),
     "torchscript-lite": ("edgekit.runtimes.torchscript_lite", "TorchScriptLiteRunner", "torch"),
+    "litert": ("edgekit.runtimes.litert", "LiteRTRunner", "ai-edge-litert"),
+    "executorch": ("edgekit.runtimes.executorch", "ExecuTorchRunner", "executorch"),
 }
 
 
@@ -24,10 +26,27 @@ def runner_class(name: str) -> type[Runner]:
     return getattr(importlib.import_module(module), cls)
 
 
-def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None) -> Runner:
-    """Load an artifact on its runtime, naming its tensors from the manifest where the format can't."""
+def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None, layout=None) -> Runner:
+    """Load an artifact on its runtime, naming its tensors from the manifest where the format can't.
+    `layout` ({input: "NHWC"}, from the artifact's record) makes the runner take the model's own
+    NCHW arrays and hand the artifact channel-last ones, so callers never guess."""
     r = runner_class(runtime)(path, threads=threads)
-    return r.bind(inputs, outputs) if inputs is not None else r
+    r = r.bind(inputs, outputs) if inputs is not None else r
+    return ChannelLastInputs(r, layout) if layout else r
+
+
+class ChannelLastInputs:
+    """Wraps a runner whose artifact takes some 4-D inputs as NHWC; feeds stay NCHW (the model's)."""
+
+    def __init__(self, runner: Runner, layout: dict):
+        self.runner, self.nhwc = runner, [n for n, v in layout.items() if str(v).upper() == "NHWC"]
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run(self, feeds):
+        return self.runner.run({n: (a.transpose(0, 2, 3, 1) if n in self.nhwc and a.ndim == 4 else a)
+                                for n, a in feeds.items()})
 
 
 def toolchain_of(name: str) -> str:

@@ -33,6 +33,10 @@ class Runner:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def artifact_io(self) -> dict | None:
+        """The artifact file's own tensors when they differ from the model's (e.g. quantized I/O)."""
+        return None
+
     @classmethod
     def version(cls) -> str | None:
         from .. import deps

@@ -1,0 +1,175 @@
+"""PT2E INT8 quantization shared by the LiteRT and ExecuTorch converters.
+
+Static INT8 (per-channel symmetric weights, per-tensor activations from observers run over the
+calibration samples) is tried first. When the quantized model, run in PyTorch on the calibration
+samples, misses the profile's cosine tolerance against the float model, the converter falls back to
+dynamic INT8 (weights INT8, activations quantized per inference), which transformers usually need,
+and the manifest says so with both numbers. Held-out verification still decides pass/fail later.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Quantizing more than this many calibration samples buys little and costs minutes on transformers.
+MAX_CALIBRATION_SAMPLES = 64
+
+
+def torch_args(sample: dict) -> tuple:
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a).copy()) for a in sample.values())
+
+
+def calibration_samples(work, src) -> tuple[list[dict], str]:
+    """The calibration set prepare() saved (built-in set or --calibration), else the example input."""
+    calib, _, _ = work.samples("calib") if (work.dir / "calib.npz").exists() else ([], [], None)
+    if calib:
+        return calib[:MAX_CALIBRATION_SAMPLES], (work.info.get("calibration") or {}).get("source") or "model calibration set"
+    return [src.example], "the model's example input only (give --calibration for representative data)"
+
+
+def _outputs(module, samples: list[dict]) -> list[np.ndarray]:
+    import torch
+
+    outs = []
+    with torch.no_grad():
+        for s in samples:
+            y = module(*torch_args(s))
+            ys = list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
+            outs.append(np.concatenate([t.detach().float().numpy().ravel() for t in ys]))
+    return outs
+
+
+def cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Worst per-sample cosine similarity (the same statistic verification reports)."""
+    worst = 1.0
+    for x, y in zip(a, b):
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        d = np.linalg.norm(x) * np.linalg.norm(y)
+        worst = min(worst, float(x @ y / d) if d else float(np.array_equal(x, y)))
+    return worst
+
+
+def _is_float(node) -> bool:
+    val = getattr(node, "meta", {}).get("val")
+    return getattr(val, "dtype", None) is not None and val.dtype.is_floating_point
+
+
+def _keep_integer_math_integer(model):
+    """XNNPACKQuantizer turns scalars into tensor constants before annotating (so `x + 1.0` can be
+    quantized), and makes them float even when the op is integer: on a transformer `arange + 1`
+    became a float tensor used as an index ("tensors used as indices must be long, int, byte or
+    bool tensors"). Such constants go back to the integer type the op computes in."""
+    import torch
+
+    for node in model.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        value = getattr(model, node.target, None)
+        if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point:
+            continue
+        out_types = {getattr(u.meta.get("val"), "dtype", None) for u in node.users}
+        if len(out_types) == 1 and (t := out_types.pop()) is not None and not t.is_floating_point and t != torch.bool:
+            if torch.equal(value, value.round()):
+                setattr(model, node.target, value.to(t))
+    return model
+
+
+def float_only(inner):
+    """Wrap a toolchain's quantizer so it leaves integer computation alone: only ops whose inputs
+    and output are all floating point keep their annotations (ids, positions and shapes are not
+    values to approximate)."""
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    class FloatOnly(Quantizer):
+        def transform_for_annotation(self, model):
+            return _keep_integer_math_integer(inner.transform_for_annotation(model))
+
+        def annotate(self, model):
+            model = inner.annotate(model)
+            for node in model.graph.nodes:
+                ann = node.meta.get("quantization_annotation")
+                if ann is not None and not (all(_is_float(i) for i in node.all_input_nodes) and _is_float(node)):
+                    ann.input_qspec_map = {}
+                    ann.output_qspec = None
+            return model
+
+        def validate(self, model):
+            return inner.validate(model)
+
+        def prepare_obs_or_fq_callback(self, model, edge_or_node_to_obs_or_fq):
+            return inner.prepare_obs_or_fq_callback(model, edge_or_node_to_obs_or_fq)
+
+    return FloatOnly()
+
+
+def int8_embeddings(module) -> int:
+    """Store every nn.Embedding table as INT8 with one scale per row, dequantizing only the looked-up
+    rows: `embedding(ids, q).float() * embedding(ids, scale)`. Standard ops only, so every runtime
+    runs it: ExecuTorch's pip runtime has no quantized-embedding kernel, and litert-torch quantized
+    the table with a zero point that LiteRT's own EMBEDDING_LOOKUP then refused. On a BERT model the
+    word table is half the weights; left in FP32 the "INT8" file is still 0.65x the FP32 one.
+    Returns how many tables were replaced."""
+    import torch
+
+    class Int8Embedding(torch.nn.Module):
+        def __init__(self, weight: torch.Tensor):
+            super().__init__()
+            w = weight.detach().float()
+            scale = (w.abs().amax(dim=1, keepdim=True) / 127.0).clamp(min=1e-12)
+            self.register_buffer("q", torch.round(w / scale).clamp(-127, 127).to(torch.int8))
+            self.register_buffer("scale", scale)
+
+        def forward(self, ids):
+            rows = torch.nn.functional.embedding(ids, self.q).to(torch.float32)
+            # index_select (a GATHER), not a second embedding: litert-torch's dynamic-range pass
+            # quantizes float EMBEDDING_LOOKUP tables with a zero point LiteRT then refuses.
+            scale = torch.index_select(self.scale, 0, ids.reshape(-1)).reshape(*ids.shape, 1)
+            return rows * scale
+
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Embedding) and child.max_norm is None:
+                setattr(parent, name, Int8Embedding(child.weight))
+                replaced += 1
+    return replaced
+
+
+def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
+             fold_quantize: bool = True):
+    """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
+    toolchain's own quantizer, so its observers and kernels match the backend that runs the model."""
+    import copy
+
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    float_out = _outputs(module, calib)
+    info: dict = {"calibration_samples": len(calib), "weights": "int8 per-channel symmetric"}
+    module = copy.deepcopy(module)
+    tables = int8_embeddings(module)
+    if tables:
+        info["embeddings"] = f"{tables} table(s) stored int8, one scale per row, dequantized after lookup"
+    for dynamic in (False, True):
+        exported = torch.export.export(module, torch_args(example)).module()
+        quantizer = make_quantizer(dynamic)
+        prepared = prepare_pt2e(exported, float_only(quantizer))
+        with torch.no_grad():
+            for s in calib:  # observers record activation ranges (static); dynamic needs one pass
+                prepared(*torch_args(s))
+                if dynamic:
+                    break
+        q = convert_pt2e(prepared, fold_quantize=fold_quantize)
+        cos = cosine(float_out, _outputs(q, calib))
+        mode = "dynamic" if dynamic else "static"
+        info[f"{mode}_cosine_on_calibration"] = round(cos, 6)
+        if cos >= cosine_min or dynamic:
+            info["activations"] = ("int8 per-tensor, computed per inference (dynamic)" if dynamic
+                                   else "int8 per-tensor, ranges from calibration (static)")
+            info["mode"] = mode
+            if dynamic:
+                info["why_dynamic"] = (f"static INT8 reached cosine {info['static_cosine_on_calibration']} on the "
+                                       f"calibration samples, below the tolerance {cosine_min}")
+            return q, quantizer, info
+    raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Files that go into app packages as they are (see edgekit.package)."""

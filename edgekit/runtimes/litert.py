@@ -1,0 +1,100 @@
+"""LiteRT (TFLite) interpreter runner (`.tflite`), XNNPACK delegate on: what Android apps embed.
+
+Tensors are fed through the model's default signature, whose inputs are `args_0, args_1, ...` in
+the PyTorch model's argument order; the manifest's specs name them. Integer inputs are converted
+to the flatbuffer's type (LiteRT stores token ids as int32) after a range check, never wrapped.
+INT8 models may take and give quantized tensors: float inputs are quantized with the tensor's own
+scale/zero point and outputs dequantized, so callers always speak the model's float values.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import deps
+from ..errors import InputError
+from ..manifest import TensorSpec
+from .base import Runner
+
+
+def _cast(name: str, a: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if a.dtype == dtype:
+        return np.ascontiguousarray(a)
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(a.dtype, np.floating) and np.issubdtype(dtype, np.integer):
+        if not scale:  # a float fed to an integer input with no scale would be silently truncated
+            raise InputError(f"input {name!r}: the artifact takes {dtype} without quantization parameters, "
+                             f"got {a.dtype}")
+        info = np.iinfo(dtype)  # quantized I/O (INT8 models): q = round(x / scale) + zero_point
+        return np.ascontiguousarray(np.clip(np.round(a / scale) + zero, info.min, info.max).astype(dtype))
+    if np.issubdtype(dtype, np.integer) and np.issubdtype(a.dtype, np.integer) and a.size:
+        info = np.iinfo(dtype)
+        if a.min() < info.min or a.max() > info.max:
+            raise InputError(f"input {name!r}: values {a.min()}..{a.max()} do not fit the artifact's {dtype}")
+    return np.ascontiguousarray(a.astype(dtype))
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+    toolchain = "ai-edge-litert"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        super().__init__(path, threads)
+        deps.require("ai-edge-litert", "running .tflite artifacts (LiteRT interpreter)")
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads or 1)
+        sigs = self.interpreter.get_signature_list()
+        self._sig = "serving_default" if "serving_default" in sigs else next(iter(sigs), None)
+        if self._sig is None:
+            raise ValueError(f"{self.path}: the .tflite has no signature to run")
+        self._runner = self.interpreter.get_signature_runner(self._sig)
+        self._in_keys = list(sigs[self._sig]["inputs"])
+        self._out_keys = list(sigs[self._sig]["outputs"])
+        self._in_names, self._out_names = list(self._in_keys), list(self._out_keys)
+
+    def bind(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> "LiteRTRunner":
+        if len(inputs) == len(self._in_keys):
+            self._in_names = [s.name for s in inputs]
+        if len(outputs) == len(self._out_keys):
+            self._out_names = [s.name for s in outputs]
+        return self
+
+    def _details(self, which: str) -> list[dict]:
+        d = getattr(self._runner, f"get_{which}_details")()
+        keys = self._in_keys if which == "input" else self._out_keys
+        return [d[k] for k in keys]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name)
+                for n, d in zip(self._in_names, self._details("input"))]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name)
+                for n, d in zip(self._out_names, self._details("output"))]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        details = self._details("input")
+        kwargs = {k: _cast(n, feeds[n], d) for k, n, d in zip(self._in_keys, self._in_names, details)}
+        out = self._runner(**kwargs)
+        result = {}
+        for k, n, d in zip(self._out_keys, self._out_names, self._details("output")):
+            y, (scale, zero) = np.array(out[k]), d.get("quantization", (0.0, 0))
+            # quantized outputs come back as the real values they stand for: (q - zero_point) * scale
+            result[n] = ((y.astype(np.float32) - zero) * np.float32(scale)) if scale and y.dtype.kind in "iu" else y
+        return result
+
+    def artifact_io(self) -> dict:
+        """What the .tflite file itself takes and gives (an app feeds these tensors directly)."""
+        def one(n, k, d):
+            scale, zero = d.get("quantization", (0.0, 0))
+            return {"name": n, "tflite_signature_key": k, "shape": [int(x) for x in d["shape"]],
+                    "dtype": np.dtype(d["dtype"]).name,
+                    "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+        return {"signature": self._sig,
+                "inputs": [one(n, k, d) for n, k, d in zip(self._in_names, self._in_keys, self._details("input"))],
+                "outputs": [one(n, k, d) for n, k, d in zip(self._out_names, self._out_keys, self._details("output"))]}

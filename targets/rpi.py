@@ -1,0 +1,20 @@
+"""rpi: Raspberry Pi 4/5 (aarch64 Linux CPU): LiteRT first, ONNX Runtime second.
+
+Both runtimes ship aarch64 Linux wheels (`ai-edge-litert`, `onnxruntime`); the portable ONNX graph
+(standard ops only) is the fallback, in case the device's ONNX Runtime lacks the fused kernels.
+On an x86 host nothing here measures the Pi: preference order decides the primary.
+"""
+from ..profiles import Candidate, TargetProfile
+
+PROFILE = TargetProfile(
+    name="rpi",
+    description="Raspberry Pi (aarch64 Linux CPU): LiteRT interpreter or ONNX Runtime",
+    device="Raspberry Pi 4/5, 4x Cortex-A72/A76, aarch64 Linux",
+    candidates=(
+        Candidate(converter="litert", runtime="litert", precision="int8"),
+        Candidate(converter="litert", runtime="litert", precision="fp32"),
+        Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32", variant="plain",
+                  options={"fuse": False}),
+    ),
+    device_arch="aarch64",
+)
