@@ -117,6 +117,12 @@ def cmd_bench(args) -> int:
         ids = [a.id for a in usable] if args.all else [usable[0].id] if usable else []
     if not ids:
         raise UsageError(f"{bundle} has no verified artifact to benchmark")
+    if args.choose_primary:
+        from .primary import check_can_choose
+
+        check_can_choose(manifest, args.device)
+        if not args.all:
+            raise UsageError("--choose-primary compares every usable artifact: add --all")
     if args.device:
         from .remote import remote_bench
 
@@ -129,6 +135,13 @@ def cmd_bench(args) -> int:
                 print(f"edgekit: warning: {w}", file=sys.stderr)
     else:
         results = _bench_all(bundle, manifest, ids, args.threads, args)
+    if args.choose_primary:
+        from .primary import choose_primary
+
+        choice = choose_primary(bundle, manifest, results)
+        print(f"[edgekit] primary: {manifest.usable()[0].id} (fastest p50 on {choice['measured_on']}: "
+              + ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(), key=lambda x: x[1]))
+              + ")", file=sys.stderr)
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
         _write_json(args.json, payload)
@@ -291,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bundle")
     b.add_argument("--artifact", help="artifact id (default: the primary)")
     b.add_argument("--all", action="store_true", help="every usable artifact")
+    b.add_argument("--choose-primary", action="store_true", help="make the fastest artifact measured on the target "
+                   "the bundle's primary (needs --all; --device unless this host is the target)")
     _add_bench_opts(b)
     _add_device_opts(b)
     b.add_argument("--keep-samples", action="store_true", help="include every timed run in the JSON (samples_ms), "

@@ -30,9 +30,14 @@ PLATFORM_FORMATS = {
 
 
 def choose(manifest, platform: str, ids: list[str] | None = None) -> list:
-    """Primary = the bundle's first verified artifact the platform can embed; fallback = the next one,
-    preferring the same runtime (an app then links one runtime library, not two)."""
-    usable = [a for a in manifest.usable() if a.format in PLATFORM_FORMATS[platform]]
+    """Primary = the first verified artifact the platform can embed: in the bundle's order when the
+    bundle was made for this platform (its profile, or on-device timings, ranked them), else in the
+    platform's format preference. Fallback = the next one, preferring the same runtime (an app then
+    links one runtime library, not two)."""
+    formats = PLATFORM_FORMATS[platform]
+    usable = [a for a in manifest.usable() if a.format in formats]
+    if manifest.target.get("name") != platform:
+        usable.sort(key=lambda a: formats.index(a.format))  # stable: bundle order within a format
     if ids:
         by_id = {a.id: a for a in manifest.artifacts}
         for i in ids:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edgekit
-from edgekit.manifest import Manifest
+from edgekit.bundle import open_bundle
 
 from conftest import MOBILE, edgekit as run, needs
 
@@ -52,7 +52,7 @@ def test_digits_android_every_runtime_and_precision_verified(digits_android):
 def test_bench_and_verify_every_mobile_artifact(digits_android, tmp_path):
     out = tmp_path / "bench.json"
     run("bench", digits_android, "--all", "--json", out, "--min-runs", "20", "--min-time", "0.2", check=True)
-    res = {r["artifact"]: r for r in json.loads(out.read_text())}
+    res = {r["artifact"]: r for r in json.loads(out.read_text())["results"]}
     assert set(res) == set(_arts(digits_android))
     for r in res.values():
         assert r["measured_on"] == "host (not the target device)" and r["latency_ms"]["p50"] > 0 and r["runs"] >= 20
@@ -77,7 +77,7 @@ def test_predictor_runs_int8_litert_with_float_inputs(digits_android):
 def test_runtimes_take_a_thread_count(digits_android, threads):
     from edgekit.runtimes import open_runner
 
-    m = Manifest.from_json((digits_android / "manifest.json").read_text())
+    m = open_bundle(digits_android)
     x = {"image": np.ones((1, 1, 8, 8), np.float32)}
     outs = []
     for a in m.artifacts:
@@ -166,7 +166,7 @@ def test_package_refuses_what_it_cannot_do(digits_android, tmp_path):
     assert p.returncode == 2 and "not an edgekit app package; refusing" in p.stderr
     assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
     p = run("package", digits_android, "--for", "android", "--out", tmp_path / "x", "--artifact", "litert-int9")
-    assert p.returncode == 2 and "did you mean 'litert-int8'" in p.stderr
+    assert p.returncode == 2 and "did you mean \"litert-int8\"" in p.stderr
     p = run("package", digits_android, "--for", "linux", "--out", tmp_path / "y", "--artifact", "onnxruntime-fp32")
     assert p.returncode == 2
     p = run("package", digits_android, "--for", "androd", "--out", tmp_path / "z")
@@ -265,3 +265,14 @@ def test_litert_refuses_ids_that_do_not_fit_int32(minilm_android):
     ids[0, 3] = 2 ** 40
     with pytest.raises(InputError, match="do not fit the artifact's int32"):
         p.predict({"input_ids": ids, "attention_mask": np.ones((1, 64), np.int64)})
+
+
+def test_rpi_profile_litert_then_portable_onnx(build_dir):
+    out = build_dir / "digits-rpi"
+    run("compile", "--model", "builtin:digits", "--target", "rpi", "--out", out, check=True)
+    m = json.loads((out / "manifest.json").read_text())
+    assert [(a["id"], a["role"], a["verification"]["status"]) for a in m["artifacts"]] == [
+        ("litert-int8", "primary", "passed"), ("litert-fp32", "fallback", "passed"),
+        ("onnxruntime-fp32-plain", "fallback", "passed")]
+    assert m["artifacts"][2]["converter"]["fusions"] == {}  # standard ONNX ops: any ORT build runs it
+    assert m["target"]["host_is_target"] is False and "Raspberry Pi" in m["target"]["primary_choice"]["why"]

@@ -18,6 +18,7 @@ import pytest
 
 from edgekit.errors import BundleError, RemoteDeviceError, ToolchainMissing, UsageError
 from edgekit.remote import parse_device, remote_bench, remote_verify
+from conftest import MOBILE, needs
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_PY = sys.executable  # the venv's python: numpy + onnxruntime
@@ -262,3 +263,35 @@ def test_cli_bench_device_gives_the_same_json_as_local_bench(sshd, digits_bundle
                         sshd["url"].rsplit(":", 1)[0] + f":{free_port()}", "--identity", kw["identity"]],
                        capture_output=True, text=True)
     assert p.returncode == 10 and "Traceback" not in p.stderr and "refused" in p.stderr.lower(), p.stderr
+
+
+@needs(*MOBILE)
+def test_primary_chosen_by_latency_measured_on_the_device(sshd, digits_android, tmp_path):
+    """An android bundle is compiled on a host that is not the phone: preference order picks the
+    primary. Timed on the device (here: the test sshd), the fastest artifact becomes primary."""
+    import json
+    import shutil
+    import sys
+
+    from edgekit.bundle import open_bundle
+
+    b = tmp_path / "bundle"
+    shutil.copytree(digits_android, b)
+    fast = ["--min-runs", "30", "--min-time", "0.2", "--warmup", "0.05"]
+    p = subprocess.run([sys.executable, "-m", "edgekit", "bench", str(b), "--all", "--choose-primary", *fast],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "host timings do not rank artifacts on a device" in p.stderr
+    kw = sshd["kw"]
+    p = subprocess.run([sys.executable, "-m", "edgekit", "bench", str(b), "--all", "--choose-primary", *fast,
+                        "--device", sshd["url"], "--identity", kw["identity"], "--device-python",
+                        kw["device_python"], "--known-hosts", kw["known_hosts"], "--json", str(tmp_path / "b.json")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    m = open_bundle(b)  # still complete and intact: only the manifest changed
+    choice = m.target["primary_choice"]
+    assert choice["measured_on_device"] is True and choice["measured_on"] == f"device {sshd['url']}"
+    timed = {r["artifact"]: r["latency_ms"]["p50"] for r in json.loads((tmp_path / "b.json").read_text())["results"]}
+    assert set(choice["p50_ms"]) == set(timed) and len(timed) == 5
+    assert m.artifacts[0].id == min(timed, key=timed.get) and m.artifacts[0].role == "primary"
+    assert [a.role for a in m.artifacts[1:]] == ["fallback"] * 4
+    assert choice["previous_rule"] == "first verified candidate in the profile's preference order"

@@ -1,0 +1,52 @@
+"""`bench --all --choose-primary`: let latency measured *on the target* pick a bundle's primary.
+
+At compile time a host that is not the target cannot rank phone artifacts, so the profile's
+preference order decides (and the manifest says so). Once every usable artifact has been timed on
+the device itself (`--device ssh://...`), or on this machine when it is the target (`cpu`), the
+fastest median becomes primary and the others follow in their previous order. Only the manifest
+changes (written to a temp file, fsynced, renamed): artifact files and their hashes do not.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UsageError
+from .manifest import MANIFEST, Manifest
+
+
+def check_can_choose(manifest: Manifest, device: str | None) -> None:
+    if not device and not manifest.target.get("host_is_target"):
+        raise UsageError(f"--choose-primary needs timings from the target device ({manifest.target.get('device')}); "
+                         "this host is not it, and host timings do not rank artifacts on a device",
+                         hint="edgekit bench BUNDLE --all --device ssh://user@device --choose-primary")
+
+
+def choose_primary(bundle: Path, manifest: Manifest, results: list[dict]) -> dict:
+    """Reorder by measured median latency; return the new `target.primary_choice`."""
+    usable = {a.id for a in manifest.usable()}
+    timed = {r["artifact"]: r for r in results if r["artifact"] in usable}
+    missing = sorted(usable - set(timed))
+    if missing:
+        raise UsageError(f"--choose-primary needs every usable artifact timed; not timed: {missing}",
+                         hint="add --all")
+    fastest = min(timed, key=lambda i: timed[i]["latency_ms"]["p50"])
+    old = manifest.target.get("primary_choice", {})
+    manifest.artifacts.sort(key=lambda a: (a.role == "rejected", a.id != fastest))  # stable: others keep order
+    for a in manifest.artifacts:
+        if a.role != "rejected":
+            a.role = "primary" if a.id == fastest else "fallback"
+    where = next(iter(timed.values()))["measured_on"]
+    choice = {"rule": "fastest median latency measured on the target", "measured_on_device": True,
+              "measured_on": where, "threads": next(iter(timed.values()))["threads"],
+              "p50_ms": {i: round(r["latency_ms"]["p50"], 4) for i, r in timed.items()},
+              "preferred": old.get("preferred"), "degraded": False,
+              "previous_rule": old.get("rule"), "why": f"timed on {where}"}
+    manifest.target["primary_choice"] = choice
+    tmp = Path(bundle) / (MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(manifest.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, Path(bundle) / MANIFEST)
+    return choice
