@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pt2e import calibration_samples, quantize, torch_args
+from .pt2e import calibration_samples, has_convolutions, quantize, torch_args
 
 
 def _quantizer(dynamic: bool):
@@ -41,7 +41,8 @@ def convert(work, candidate, out_path: Path) -> dict:
     info: dict = {"name": "executorch", "backend": "xnnpack"}
     if candidate.precision == "int8":
         calib, calib_source = calibration_samples(work, src)
-        module, _, qinfo = quantize(module, src.example, calib, _quantizer, work.tolerance["cosine_min"])
+        module, _, qinfo = quantize(module, src.example, calib, _quantizer, work.tolerance["cosine_min"],
+                                    dynamic_unsupported=has_convolutions)
         qinfo["calibration"] = calib_source
         info["quantization"] = qinfo
     elif candidate.precision != "fp32":

@@ -136,10 +136,20 @@ def int8_embeddings(module) -> int:
     return replaced
 
 
+def has_convolutions(graph_module) -> str | None:
+    """Why dynamic INT8 cannot serve this model on XNNPACK (its dynamic kernels are for linear
+    layers; a dynamically quantized convolution lowered, then failed at run time with
+    "Propagating input shapes failed"), or None."""
+    n = sum(1 for node in graph_module.graph.nodes if "convolution" in str(node.target) or "conv2d" in str(node.target))
+    return f"the model has {n} convolution(s), which XNNPACK cannot run with dynamic INT8" if n else None
+
+
 def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
-             fold_quantize: bool = True):
+             fold_quantize: bool = True, dynamic_unsupported=None):
     """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
-    toolchain's own quantizer, so its observers and kernels match the backend that runs the model."""
+    toolchain's own quantizer, so its observers and kernels match the backend that runs the model.
+    dynamic_unsupported(exported graph) -> reason or None: where the backend cannot run dynamic INT8,
+    a static result below the tolerance is a clear failure instead of an artifact that crashes."""
     import copy
 
     import torch
@@ -153,6 +163,10 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         info["embeddings"] = f"{tables} table(s) stored int8, one scale per row, dequantized after lookup"
     for dynamic in (False, True):
         exported = torch.export.export(module, torch_args(example)).module()
+        if dynamic and dynamic_unsupported and (why := dynamic_unsupported(exported)):
+            raise ValueError(f"static INT8 reached cosine {info['static_cosine_on_calibration']} on the calibration "
+                             f"samples (tolerance {cosine_min}) and dynamic INT8 is no way out: {why}. Try more "
+                             "representative --calibration data, or use the FP32 artifact")
         quantizer = make_quantizer(dynamic)
         prepared = prepare_pt2e(exported, float_only(quantizer))
         with torch.no_grad():

@@ -183,6 +183,10 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                               hint=f"logs are in {logs}")
 
     selftest = _write_selftest(writer, work)
+    for f in failed:  # logs move with the bundle: name them where they will be after publishing
+        for k in ("error", "hint"):
+            if isinstance(f.get(k), str):
+                f[k] = f[k].replace(str(writer.stage), str(writer.out))
     manifest = Manifest(
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",

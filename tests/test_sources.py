@@ -163,6 +163,8 @@ def test_primary_that_cannot_be_exported_gives_a_degraded_bundle(tmp_path):
     assert m["artifacts"][0]["role"] == "primary" and m["target"]["primary_choice"]["degraded"] is True
     assert {f_["id"] for f_ in m["failed_candidates"]} == {"onnxruntime-fp32", "onnxruntime-fp32-plain"}
     assert all("ONNX export failed" in f_["error"] for f_ in m["failed_candidates"])
+    log = m["failed_candidates"][0]["hint"].split("full traceback in ")[-1]
+    assert ".partial" not in log and (out / "logs" / "prepare.log").samefile(log)  # where the log is now
     x = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
     net, _ = import_file(f).make()
     with torch.no_grad():
