@@ -158,6 +158,11 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
                      "calibration": calibration}, logs)
+    if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
+        shutil.rmtree(writer.stage, ignore_errors=True)  # a usage error: nothing worth keeping
+        raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
+                         + ", ".join(f"{t['name']}{t['shape']}" for t in info["inputs"]),
+                         hint="leave --layout out (nchw) for this model")
     say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
         f"{info['verify_data']})")
 

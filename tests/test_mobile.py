@@ -227,7 +227,12 @@ def test_layout_and_calibration_errors(tmp_path):
     assert p.returncode == 2 and "applies to LiteRT artifacts" in p.stderr
     p = run("compile", "--target", "android", "--calibration", tmp_path / "nope", "--out", tmp_path / "b")
     assert p.returncode == 2 and "no such file or folder" in p.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    flat = tmp_path / "flat.py"  # no 4-D input: refused after loading, before any conversion
+    flat.write_text("import torch\ndef make():\n    return torch.nn.Linear(8, 3).eval(), torch.randn(1, 8)\n")
+    p = run("compile", "--model", f"{flat}:make", "--target", "rpi", "--layout", "nhwc", "--out", tmp_path / "c")
+    assert p.returncode == 2 and "makes 4-D (N, C, H, W) inputs channel-last; this model has" in p.stderr, p.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    assert not (tmp_path / "c.partial").exists()
 
 
 @pytest.fixture(scope="module")
