@@ -18,6 +18,25 @@ CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
 }
 
 
+def torch_args(sample: dict) -> tuple:
+    """One sample as the positional tensors a PyTorch module takes (contiguous, owned memory)."""
+    import numpy as np
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a).copy()) for a in sample.values())
+
+
+def torch_source(work, converter: str):
+    """The compile's source model, which must be a PyTorch one for `converter`. Sources come in
+    eval mode already; `.eval()` is not called here because an exported (.pt2) module refuses it."""
+    from ..sources import load_model
+
+    src = load_model(work.info["source"], work.info.get("weights"))
+    if src.kind != "torch":
+        raise ValueError(f"the {converter} converter takes a PyTorch model (this source is ONNX)")
+    return src
+
+
 def converter_module(name: str):
     return importlib.import_module(CONVERTERS[name][0])
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pt2e import calibration_samples, has_convolutions, quantize, torch_args
+from . import torch_args, torch_source
+from .pt2e import has_convolutions, int8_step
 
 
 def _quantizer(dynamic: bool):
@@ -32,21 +33,10 @@ def convert(work, candidate, out_path: Path) -> dict:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from ..sources import load_model
-
-    src = load_model(work.info["source"], work.info.get("weights"))
-    if src.kind != "torch":
-        raise ValueError("the ExecuTorch converter takes a PyTorch model (this source is ONNX)")
-    module = src.module.eval()
-    info: dict = {"name": "executorch", "backend": "xnnpack"}
-    if candidate.precision == "int8":
-        calib, calib_source = calibration_samples(work, src)
-        module, _, qinfo = quantize(module, src.example, calib, _quantizer, work.tolerance["cosine_min"],
-                                    dynamic_unsupported=has_convolutions)
-        qinfo["calibration"] = calib_source
-        info["quantization"] = qinfo
-    elif candidate.precision != "fp32":
-        raise ValueError(f"the ExecuTorch converter builds fp32 or int8, not {candidate.precision}")
+    src = torch_source(work, "ExecuTorch")
+    module, _, qinfo = int8_step(work, src, candidate, "ExecuTorch", src.module, src.example, _quantizer,
+                                 dynamic_unsupported=has_convolutions)
+    info: dict = {"name": "executorch", "backend": "xnnpack", **qinfo}
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(src.example))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

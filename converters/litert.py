@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pt2e import calibration_samples, quantize, torch_args
+from . import torch_args, torch_source
+from .pt2e import int8_step
 
 
 def _quantizer(dynamic: bool):
@@ -24,39 +25,27 @@ def convert(work, candidate, out_path: Path) -> dict:
     import torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from ..sources import load_model
-
-    src = load_model(work.info["source"], work.info.get("weights"))
-    if src.kind != "torch":
-        raise ValueError("the LiteRT converter takes a PyTorch model (this source is ONNX)")
-    module = src.module.eval()
+    src = torch_source(work, "LiteRT")
+    module, example = src.module, src.example
     info: dict = {"name": "litert-torch", "layout": "as the model (NCHW for images)"}
-    layout = candidate.options.get("layout", "nchw")
-    example = src.example
-    nhwc = [n for n, a in example.items() if a.ndim == 4] if layout == "nhwc" else []
-    if layout == "nhwc":
-        if not nhwc:
-            raise ValueError("--layout nhwc needs a 4-D (N, C, H, W) input; this model has "
-                             + ", ".join(f"{n}{list(a.shape)}" for n, a in example.items()))
+    # compile_model has refused --layout nhwc for a model without 4-D inputs
+    nhwc = [n for n, a in example.items() if a.ndim == 4] if candidate.options.get("layout") == "nhwc" else []
+
+    def to_artifact(sample: dict) -> dict:
+        return {n: (a.transpose(0, 2, 3, 1).copy() if n in nhwc else a) for n, a in sample.items()}
+
+    if nhwc:
         names = list(example)
-        module = litert_torch.to_channel_last_io(module, args=[names.index(n) for n in nhwc]).eval()
-        example = {n: (a.transpose(0, 2, 3, 1).copy() if n in nhwc else a) for n, a in example.items()}
+        module = litert_torch.to_channel_last_io(module, args=[names.index(n) for n in nhwc])
+        module.training = False  # the wrapper only; the source is in eval mode (a .pt2 one refuses .eval())
+        example = to_artifact(example)
         info["layout"] = "NHWC"
         info["input_layout"] = {n: "NHWC" for n in nhwc}
-
-    quant_config = None
-    if candidate.precision == "int8":
-        calib, calib_source = calibration_samples(work, src)
-        if nhwc:
-            calib = [{n: (a.transpose(0, 2, 3, 1).copy() if n in nhwc else a) for n, a in s.items()} for s in calib]
-        module, quantizer, qinfo = quantize(module, example, calib, _quantizer, work.tolerance["cosine_min"],
-                                            fold_quantize=False)
-        qinfo["calibration"] = calib_source
-        info["quantization"] = qinfo
-        quant_config = QuantConfig(pt2e_quantizer=quantizer)
-    elif candidate.precision != "fp32":
-        raise ValueError(f"the LiteRT converter builds fp32 or int8, not {candidate.precision}")
+    module, quantizer, qinfo = int8_step(work, src, candidate, "LiteRT", module, example, _quantizer, to_artifact,
+                                         fold_quantize=False)
+    info.update(qinfo)
     with torch.no_grad():
-        model = litert_torch.convert(module, torch_args(example), quant_config=quant_config)
+        model = litert_torch.convert(module, torch_args(example),
+                                     quant_config=QuantConfig(pt2e_quantizer=quantizer) if quantizer else None)
     model.export(str(out_path))
     return info

@@ -29,8 +29,9 @@ def export_onnx(module, example: dict, output_names: list[str] | None, path: Pat
     import onnx_ir as ir
     import torch
 
-    args = tuple(torch.from_numpy(a.copy()) for a in example.values())
-    program = torch.onnx.export(module, args, dynamo=True, external_data=False, optimize=True)
+    from . import torch_args
+
+    program = torch.onnx.export(module, torch_args(example), dynamo=True, external_data=False, optimize=True)
     model = program.model
     g = model.graph
     for value, name in zip(g.inputs, example):

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import torch_args
+
 # Quantizing more than this many calibration samples buys little and costs minutes on transformers.
 MAX_CALIBRATION_SAMPLES = 64
-
-
-def torch_args(sample: dict) -> tuple:
-    import torch
-
-    return tuple(torch.from_numpy(np.ascontiguousarray(a).copy()) for a in sample.values())
 
 
 def calibration_samples(work, src) -> tuple[list[dict], str]:
@@ -28,26 +24,38 @@ def calibration_samples(work, src) -> tuple[list[dict], str]:
     return [src.example], "the model's example input only (give --calibration for representative data)"
 
 
-def _outputs(module, samples: list[dict]) -> list[np.ndarray]:
+def _outputs(module, samples: list[dict]) -> np.ndarray:
+    """[N, all outputs flattened] of the module over the samples."""
     import torch
 
-    outs = []
+    from ..runtimes.base import output_list
+
     with torch.no_grad():
-        for s in samples:
-            y = module(*torch_args(s))
-            ys = list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
-            outs.append(np.concatenate([t.detach().float().numpy().ravel() for t in ys]))
-    return outs
+        return np.stack([np.concatenate([t.detach().float().numpy().ravel() for t in output_list(module(*torch_args(s)))])
+                         for s in samples])
 
 
-def cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Worst per-sample cosine similarity (the same statistic verification reports)."""
-    worst = 1.0
-    for x, y in zip(a, b):
-        x, y = x.astype(np.float64), y.astype(np.float64)
-        d = np.linalg.norm(x) * np.linalg.norm(y)
-        worst = min(worst, float(x @ y / d) if d else float(np.array_equal(x, y)))
-    return worst
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Worst per-sample cosine similarity: verification's own statistic (edgekit.verify)."""
+    from ..verify import output_metrics
+
+    return output_metrics(a, b, classifier=False)["cosine_min_sample"]
+
+
+def int8_step(work, src, candidate, converter: str, module, example: dict, make_quantizer, to_artifact=None, **kw):
+    """The precision part every PT2E converter shares: fp32 passes the module through; int8
+    quantizes it on the calibration samples (mapped by `to_artifact` into the artifact's input
+    layout) and records how in `info["quantization"]`. -> (module, quantizer or None, info)."""
+    if candidate.precision == "fp32":
+        return module, None, {}
+    if candidate.precision != "int8":
+        raise ValueError(f"the {converter} converter builds fp32 or int8, not {candidate.precision}")
+    calib, calib_source = calibration_samples(work, src)
+    if to_artifact:
+        calib = [to_artifact(s) for s in calib]
+    module, quantizer, qinfo = quantize(module, example, calib, make_quantizer, work.tolerance["cosine_min"], **kw)
+    qinfo["calibration"] = calib_source
+    return module, quantizer, {"quantization": qinfo}
 
 
 def _is_float(node) -> bool:

@@ -12,15 +12,11 @@ from pathlib import Path
 def convert(work, candidate, out_path: Path) -> dict:
     import torch
 
-    from ..sources import load_model
+    from . import torch_args, torch_source
 
-    info = work.info
-    src = load_model(info["source"], info.get("weights"))
-    if src.kind != "torch":
-        raise ValueError("TorchScript Mobile needs a PyTorch model (this source is ONNX)")
-    args = tuple(torch.from_numpy(a.copy()) for a in src.example.values())
+    src = torch_source(work, "TorchScript Mobile")
     with torch.no_grad():
-        traced = torch.jit.trace(src.module, args, strict=False)
+        traced = torch.jit.trace(src.module, torch_args(src.example), strict=False)
     applied, why = False, ""
     try:
         from torch.utils.mobile_optimizer import optimize_for_mobile

@@ -62,6 +62,17 @@ def check_out_dir(out: Path, marker: str = MANIFEST, what: str = "an edgekit bun
                          hint="choose a new folder, e.g. --out build/my-model-cpu")
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename: readers see the old file or the new, never half."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
+
+
 class BundleWriter:
     """Stage a bundle in OUT.partial and publish it onto OUT in one rename. `marker` is the file
     written last (manifest.json for bundles, model.json for app packages)."""
@@ -86,13 +97,7 @@ class BundleWriter:
             manifest = manifest.to_json()
         _fsync_tree(self.stage)
         _crash_point("before-manifest")
-        tmp = self.stage / (self.marker + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(manifest)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.stage / self.marker)
-        _fsync_dir(self.stage)
+        write_atomically(self.stage / self.marker, manifest)
         _crash_point("before-rename")
         old = None
         if self.out.exists():
@@ -110,6 +115,22 @@ class BundleWriter:
     def abandon(self) -> Path:
         """Leave the staging folder (with its logs) for the user to inspect; it never loads."""
         return self.stage
+
+
+def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, check_hash: bool = True) -> Path:
+    """The file a manifest lists, inside the bundle, of the listed size and (check_hash) sha256;
+    else BundleError saying which. Every reader of a bundle file goes through here."""
+    root = Path(root).resolve()
+    p = (root / rel).resolve()
+    if root not in p.parents:
+        raise BundleError(f"{ident}: path {rel!r} points outside the bundle; refused")
+    if not p.is_file():
+        raise BundleError(f"{ident}: file {rel} listed in the manifest is missing")
+    if p.stat().st_size != size:
+        raise BundleError(f"{ident}: {rel} is {p.stat().st_size} bytes, manifest says {size}")
+    if check_hash and sha256_file(p) != sha256:
+        raise BundleError(f"{ident}: {rel} does not match its sha256 in the manifest (corrupted or modified)")
+    return p
 
 
 def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True) -> Manifest:
@@ -150,15 +171,6 @@ def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True)
             files.append(("selftest", st["path"], st["sha256"], st["size_bytes"]))
         except (KeyError, TypeError):
             raise BundleError(f"{mpath}: malformed selftest entry") from None
-    root = d.resolve()
     for ident, rel, sha, size in files if check_files else []:
-        p = (root / rel).resolve()
-        if root not in p.parents:
-            raise BundleError(f"{ident}: path {rel!r} points outside the bundle; refused")
-        if not p.is_file():
-            raise BundleError(f"{ident}: file {rel} listed in the manifest is missing")
-        if p.stat().st_size != size:
-            raise BundleError(f"{ident}: {rel} is {p.stat().st_size} bytes, manifest says {size}")
-        if check_hashes and sha256_file(p) != sha:
-            raise BundleError(f"{ident}: {rel} does not match its sha256 in the manifest (corrupted or modified)")
+        check_listed_file(d, ident, rel, sha, size, check_hashes)
     return manifest

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import sha256_file
+from .bundle import check_listed_file
 from .errors import ArtifactFailed, BundleError, EdgekitError, ToolchainMissing
 from .manifest import Artifact, Manifest
 from .predictor import check_inputs
@@ -104,14 +104,8 @@ class FallbackPredictor:
         from .runtimes import open_runner
         from .selftest import check_runner
 
-        path = (self.bundle_dir / art.path).resolve()
         try:
-            if self.bundle_dir.resolve() not in path.parents:
-                return f"path {art.path!r} points outside the bundle; refused"
-            if not path.is_file():
-                return f"file {art.path} is missing"
-            if path.stat().st_size != art.size_bytes or sha256_file(path) != art.sha256:
-                return f"{art.path} does not match its sha256 in the manifest (corrupted or modified)"
+            path = check_listed_file(self.bundle_dir, art.id, art.path, art.sha256, art.size_bytes)
             runner = open_runner(art.runtime, path, self.threads, art.inputs, art.outputs, art.input_layout)
             if self.policy.selftest and (art.selftest or self.manifest.selftest):  # none: nothing to re-check
                 _metrics, fails = check_runner(runner, self.bundle_dir, self.manifest, art)

@@ -85,7 +85,8 @@ def package_bundle(bundle: str, platform: str, out: str, ids: list[str] | None =
                                                       if len(t.shape) == 4 else "-") for t in a.inputs}
         models.append({
             "id": a.id, "role": role, "file": rel, "format": a.format, "runtime": a.runtime, "precision": a.precision,
-            "sha256": sha256_file(writer.path(rel)), "size_bytes": a.size_bytes, "input_layout": layout,
+            # a.sha256: open_bundle checked the file against it, so the copy need not be hashed again
+            "sha256": a.sha256, "size_bytes": a.size_bytes, "input_layout": layout,
             "io": a.converter.get("artifact_io"), "tolerance": a.verification.tolerance,
             "verified": {"status": a.verification.status, "where": a.verification.where,
                          "samples": a.verification.samples, "accuracy": a.verification.accuracy,

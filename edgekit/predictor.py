@@ -95,12 +95,10 @@ def load(bundle_dir, artifact: str | None = None, threads: int | None = None, ch
     # that artifact, not the bundle; the manifest and the self-test file are checked here.
     manifest = open_bundle(bundle_dir, check_files=False)
     if manifest.selftest and check_hashes:
-        from .bundle import sha256_file
+        from .bundle import check_listed_file
 
-        st = (Path(bundle_dir) / manifest.selftest["path"]).resolve()
-        if Path(bundle_dir).resolve() not in st.parents or not st.is_file() or \
-                sha256_file(st) != manifest.selftest["sha256"]:
-            raise BundleError(f"{bundle_dir}: selftest.npz does not match its sha256; the bundle is damaged")
+        st = manifest.selftest
+        check_listed_file(bundle_dir, "selftest", st["path"], st["sha256"], st["size_bytes"])
     policy = FallbackPolicy(latency_budget_ms=latency_budget_ms if latency_budget_ms is not None
                             else manifest.target.get("latency_budget_ms"), cooldown_calls=cooldown_calls,
                             selftest=selftest, strict=strict)

@@ -8,9 +8,9 @@ changes (written to a temp file, fsynced, renamed): artifact files and their has
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from .bundle import write_atomically
 from .errors import UsageError
 from .manifest import MANIFEST, Manifest
 
@@ -43,10 +43,5 @@ def choose_primary(bundle: Path, manifest: Manifest, results: list[dict]) -> dic
               "preferred": old.get("preferred"), "degraded": False,
               "previous_rule": old.get("rule"), "why": f"timed on {where}"}
     manifest.target["primary_choice"] = choice
-    tmp = Path(bundle) / (MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(manifest.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, Path(bundle) / MANIFEST)
+    write_atomically(Path(bundle) / MANIFEST, manifest.to_json())
     return choice

@@ -75,16 +75,17 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     if src.kind == "torch":
         import torch
 
+        from .converters import torch_args
+        from .runtimes.base import output_list
+
         names = None
         outs = []
         with torch.no_grad():
             for s in samples:
-                y = src.module(*[torch.from_numpy(a.copy()) for a in s.values()])
+                y = src.module(*torch_args(s))
+                ys = output_list(y)
                 if isinstance(y, dict):
                     names = names or list(y)
-                    ys = list(y.values())
-                else:
-                    ys = list(y) if isinstance(y, (tuple, list)) else [y]
                 if names is None:
                     names = src.output_names or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
                 outs.append({n: t.detach().numpy().copy() for n, t in zip(names, ys)})
@@ -176,8 +177,9 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
         from .errors import ConversionError
 
         raise ConversionError(f"{cand.id}: artifact outputs {list(got[0])} lack {missing}")
-    if runner.artifact_io():
-        conv_info["artifact_io"] = runner.artifact_io()
+    artifact_io = runner.artifact_io()
+    if artifact_io:
+        conv_info["artifact_io"] = artifact_io
     classifier = info["task"] == "classification"
     metrics = {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier)
                for n in ref_names}

@@ -8,6 +8,11 @@ import numpy as np
 from ..manifest import TensorSpec
 
 
+def output_list(y) -> list:
+    """A model's return value as a list of outputs: a tensor, a tuple/list of them, or a dict."""
+    return list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
+
+
 class Runner:
     """Load one artifact file; run it on a dict of numpy arrays; return a dict of numpy arrays."""
 

@@ -55,6 +55,6 @@ class ExecuTorchRunner(Runner):
         return [TensorSpec(n, (-1,), "float32") for n in self._out_names]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [self._torch.from_numpy(np.ascontiguousarray(feeds[n]).copy()) for n in self._in_names]
+        args = [self._torch.from_numpy(np.array(feeds[n], order="C")) for n in self._in_names]  # one owned copy
         ys = self.method.execute(args)
         return {n: (y.numpy() if hasattr(y, "numpy") else np.asarray(y)) for n, y in zip(self._out_names, ys)}

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import deps
 from ..manifest import TensorSpec
-from .base import Runner
+from .base import Runner, output_list
 
 
 class TorchScriptLiteRunner(Runner):
@@ -43,6 +43,6 @@ class TorchScriptLiteRunner(Runner):
         names = [s.name for s in self._inputs] if self._inputs else list(feeds)
         with self._torch.no_grad():
             y = self.module(*[self._torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names])
-        ys = list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
+        ys = output_list(y)
         out_names = self._outputs or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
         return {n: t.detach().numpy() for n, t in zip(out_names, ys)}
