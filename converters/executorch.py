@@ -18,14 +18,85 @@ def _quantizer(dynamic: bool):
     return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
+def _kernel_names() -> set[str]:
+    """'aten::cumsum' etc.: the operators this ExecuTorch runtime build registers kernels for."""
+    from executorch.extension.pybindings.portable_lib import _get_operator_names
+
+    return {n.split(".")[0] for n in _get_operator_names()}
+
+
+def _kernel_name(op: str) -> str:
+    ns, _, rest = op.partition(".")
+    return f"{ns}::{rest.rsplit('.', 1)[0]}"
+
+
+def coverage(delegated_nodes: list, other_nodes: list) -> dict:
+    """Share of operators and of FLOPs on XNNPACK; the ops left on portable kernels, counted."""
+    from edgekit.graphops import is_bookkeeping, node_flops, op_name
+
+    def compute(nodes):
+        return [n for n in nodes if n.op == "call_function" and not is_bookkeeping(op_name(n.target))
+                and "call_delegate" not in str(n.target)]
+
+    inside, outside = compute(delegated_nodes), compute(other_nodes)
+    f_in, f_out = sum(map(node_flops, inside)), sum(map(node_flops, outside))
+    left: dict[str, int] = {}
+    for n in outside:
+        left[op_name(n.target)] = left.get(op_name(n.target), 0) + 1
+    total = len(inside) + len(outside)
+    return {"backend": "xnnpack", "ops_total": total, "ops_delegated": len(inside),
+            "ops_share": round(len(inside) / total, 4) if total else None,
+            "flops_total": f_in + f_out, "flops_share": round(f_in / (f_in + f_out), 4) if f_in + f_out else None,
+            "not_delegated": left}
+
+
 def _delegation(program) -> dict:
-    """Count call_delegate nodes vs other compute nodes left in the lowered graph."""
-    graph = program.exported_program().graph
-    calls = [n for n in graph.nodes if n.op == "call_function"]
-    delegated = sum(1 for n in calls if "call_delegate" in str(n.target))
-    left = sorted({getattr(n.target, "__name__", str(n.target)) for n in calls
-                   if "call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
-    return {"xnnpack_subgraphs": delegated, "ops_not_delegated": left}
+    """Coverage of the lowered program: nodes inside XNNPACK subgraphs vs nodes left outside."""
+    gm = program.exported_program().graph_module
+    lowered = [m for _, m in gm.named_children() if hasattr(m, "original_module")]
+    inside = [n for m in lowered for n in m.original_module.graph.nodes]
+    cov = coverage(inside, list(gm.graph.nodes))
+    cov["xnnpack_subgraphs"] = len(lowered)
+    return cov
+
+
+def preflight(ctx) -> dict:
+    """XNNPACK's own partitioner on the edge program decides what is delegated; what is left must
+    have a kernel in this runtime build (its registry), or the program fails to load."""
+    refused = ctx.needs_torch("ExecuTorch")
+    if refused:
+        return refused
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge
+
+    from edgekit.graphops import list_ops, ops_in_text, source_in_text
+    from edgekit.steps import root_cause
+
+    table = "XnnpackPartitioner decisions + the ExecuTorch runtime's kernel registry (pip build)"
+    try:
+        edge = to_edge(ctx.exported).exported_program()
+    except Exception as e:  # e.g. "Failed to map a given dim_order" on a data-dependent shape
+        named = ops_in_text(str(e), ctx.ops)
+        src = source_in_text(str(e)) or (named[0]["source"] if named else None)
+        return ctx.verdict([{"op": named[0]["op"] if named else "-", "node": named[0]["node"] if named else "",
+                             "source": src, "why": f"ExecuTorch to_edge failed: {root_cause(e)}"}], table=table)
+    tagged = XnnpackPartitioner().partition(edge).tagged_exported_program
+    nodes = [n for n in tagged.graph.nodes if n.op == "call_function"]
+    inside = [n for n in nodes if n.meta.get("delegation_tag")]
+    outside = [n for n in nodes if not n.meta.get("delegation_tag")]
+    kernels = _kernel_names()
+    left = {o["node"]: o for o in list_ops(tagged.graph)}
+    unsupported, slow = [], []
+    for n in outside:
+        o = left.get(n.name)
+        if o is None:
+            continue
+        if _kernel_name(o["op"]) in kernels:
+            slow.append({**o, "why": "not taken by XNNPACK; runs on a portable (reference) kernel"})
+        else:
+            unsupported.append({**o, "why": f"no ExecuTorch kernel for {_kernel_name(o['op'])} in this runtime "
+                                            "and XNNPACK does not take it: the program would fail to load"})
+    return ctx.verdict(unsupported, slow, table=table, extra={"coverage": coverage(inside, outside)})
 
 
 def convert(work, candidate, out_path: Path) -> dict:

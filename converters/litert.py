@@ -48,4 +48,42 @@ def convert(work, candidate, out_path: Path) -> dict:
         model = litert_torch.convert(module, torch_args(example),
                                      quant_config=QuantConfig(pt2e_quantizer=quantizer) if quantizer else None)
     model.export(str(out_path))
+    from edgekit.runtimes.litert import delegation_coverage
+
+    info["delegation"] = delegation_coverage(out_path)  # what the XNNPACK delegate takes at load time
     return info
+
+
+def _is_dynamic(node) -> bool:
+    """An output whose size depends on the data (an unbacked symbol, e.g. from torch.nonzero)."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+    val = node.meta.get("val")
+    return any(free_unbacked_symbols(v.shape) for v in (val if isinstance(val, (list, tuple)) else [val])
+               if hasattr(v, "shape"))
+
+
+def preflight(ctx) -> dict:
+    """litert-torch's own decomposition table, then its lowering registry, node by node; and LiteRT
+    flatbuffers have static shapes, so an output whose size depends on the data cannot convert."""
+    refused = ctx.needs_torch("LiteRT")
+    if refused:
+        return refused
+    import litert_torch  # noqa: F401 — importing it completes both tables
+    from litert_torch import fx_infra
+    from litert_torch.backend.lowerings import lookup
+
+    from edgekit.graphops import is_bookkeeping, list_ops, op_name
+
+    ep = ctx.exported.run_decompositions(fx_infra.decomp.pre_lower_decomp())
+    described = {o["node"]: o for o in list_ops(ep.graph)}
+    unsupported = []
+    for n in ep.graph.nodes:
+        if n.op != "call_function" or n.name not in described or is_bookkeeping(op_name(n.target)):
+            continue
+        o = described[n.name]
+        if _is_dynamic(n) and not any(_is_dynamic(a) for a in n.all_input_nodes):  # where it starts
+            unsupported.append({**o, "why": "its output size depends on the input values; LiteRT needs static shapes"})
+        elif "aten." in o["op"] and lookup(n.target) is None:
+            unsupported.append({**o, "why": f"litert-torch has no lowering for {o['op']}"})
+    return ctx.verdict(unsupported, table="litert-torch decompositions (pre_lower_decomp) + lowering registry")

@@ -31,3 +31,62 @@ def convert(work, candidate, out_path: Path) -> dict:
     info["fusions"] = {k: int(v) for k, v in counts.items() if v}
     ir.save(model, str(out_path))
     return info
+
+
+def _cpu_kernels() -> dict:
+    """(domain, op) -> [(first opset, last opset, {constraint: [types]})] from ONNX Runtime's own
+    kernel registry, and (domain, op) -> the type constraint of its first input (from the schemas)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as C
+
+    kernels: dict = {}
+    for k in C.get_all_opkernel_def():
+        if k.provider == "CPUExecutionProvider":
+            kernels.setdefault((k.domain or "ai.onnx", k.op_name), []).append(
+                (*k.version_range, dict(k.type_constraints)))
+    first_input = {}
+    for s in C.get_all_operator_schema():
+        if s.inputs:
+            first_input[(s.domain or "ai.onnx", s.name)] = s.inputs[0].typeStr
+    return kernels, first_input
+
+
+def preflight(ctx) -> dict:
+    """Every node of the ONNX export against ONNX Runtime's CPU kernel registry (op, opset, dtype)."""
+    if ctx.onnx_error:
+        return ctx.failed_before("ONNX export (torch.onnx.export, dynamo)", ctx.onnx_error)
+    import onnx_ir as ir
+
+    from edgekit.graphops import user_frame
+
+    model = ir.load(str(ctx.onnx_path))
+    kernels, first_input = _cpu_kernels()
+    unsupported = []
+    for node in model.graph.all_nodes() if hasattr(model.graph, "all_nodes") else model.graph:
+        domain = node.domain or "ai.onnx"
+        opset = model.opset_imports.get(node.domain or "", model.opset_imports.get(domain, 1))
+        rows = [r for r in kernels.get((domain, node.op_type), []) if r[0] <= opset <= r[1]]
+        dtype = node.inputs[0].dtype.name.lower() if node.inputs and node.inputs[0] is not None \
+            and node.inputs[0].dtype is not None else None
+        why = None
+        if not rows:
+            why = f"ONNX Runtime has no CPU kernel for {node.op_type} (opset {opset})"
+        elif dtype:
+            constraint = first_input.get((domain, node.op_type))
+            allowed = sorted({t for r in rows for t in r[2].get(constraint, [])}) if constraint in rows[0][2] else None
+            if allowed is not None and f"tensor({dtype})" not in allowed:
+                why = (f"ONNX Runtime's CPU {node.op_type} takes {', '.join(a[7:-1] for a in allowed)}, "
+                       f"not {dtype}")
+        if why:
+            meta = node.metadata_props
+            fx = meta.get("pkg.torch.onnx.fx_node", "")
+            unsupported.append({"op": f"{node.op_type} (from {fx.split('target=')[-1].split(']')[0]})" if fx
+                                else node.op_type, "node": node.name,
+                                "source": user_frame(meta.get("pkg.torch.onnx.stack_trace")), "why": why})
+    return ctx.verdict(unsupported, table=f"onnxruntime {_ort_version()} CPU kernel registry "
+                                          "(onnxruntime.capi get_all_opkernel_def)")
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -27,3 +27,20 @@ def convert(work, candidate, out_path: Path) -> dict:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     traced._save_for_lite_interpreter(str(out_path))
     return {"name": "torchscript", "optimize_for_mobile": applied, "optimize_for_mobile_error": why or None}
+
+
+def preflight(ctx) -> dict:
+    """torch.jit.trace + the lite interpreter of this torch build run every ATen op; the risk is
+    control flow: a trace records only the path the example input took."""
+    if not ctx.is_torch:
+        return ctx.needs_torch("TorchScript Mobile")
+    table = "the lite interpreter is part of this torch build: every ATen operator has a kernel"
+    err = ctx.export_error
+    if err and err["kind"] == "data-dependent-control-flow":
+        return ctx.verdict([{"op": "data-dependent branch", "node": "", "source": err["source"],
+                             "why": "torch.jit.trace records only the branch the example input takes; the artifact "
+                                    "would compute that branch for every input"}], table=table)
+    if err:
+        return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": table,
+                "error": f"torch.export failed ({err['error']}); torch.jit.trace may still trace it"}
+    return ctx.verdict([], table=table)

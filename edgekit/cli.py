@@ -82,7 +82,8 @@ def cmd_compile(args) -> int:
     from .pipeline import compile_model
 
     bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model,
-                                     calibration=args.calibration, layout=args.layout)
+                                     calibration=args.calibration, layout=args.layout,
+                                     op_check=not args.no_preflight)
     bench = {}
     if args.bench:
         ids = [a.id for a in manifest.usable()]
@@ -100,6 +101,12 @@ def cmd_compile(args) -> int:
               f"fallback {manifest.usable()[0].id}", file=sys.stderr)
         return EXIT_DEGRADED
     return 0
+
+
+def cmd_check(args) -> int:
+    from .opcheck import check_model
+
+    return check_model(args.model, args.target, args.weights, args.json)
 
 
 def cmd_bench(args) -> int:
@@ -262,7 +269,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -298,8 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "like the inputs) or a folder of them; default: the model's own calibration set, else its example")
     c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                    help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
+    c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
+                   "check says they cannot (the check still runs and is recorded)")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
     _add_bench_opts(c)
+    ck = sub.add_parser("check", help="pre-flight: which operators each candidate of a target can convert and run")
+    ck.add_argument("--model", help="as for compile (default builtin:digits)")
+    ck.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
+    ck.add_argument("--weights", help="state dict for a factory's module")
+    ck.add_argument("--json", help="write the full report (every operator, verdict and table) as JSON")
     b = sub.add_parser("bench", help="benchmark a bundle's artifact(s) on this machine")
     b.add_argument("bundle")
     b.add_argument("--artifact", help="artifact id (default: the primary)")

@@ -18,6 +18,7 @@ from .converters import CONVERTERS, toolchains
 from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification
+from .opcheck import failure_message, finding, rewrite_for, where
 from .runtimes import toolchain_of
 from .sources import DEFAULT_MODEL, preflight
 from .steps import load_samples, save_samples
@@ -44,15 +45,27 @@ def _missing_toolchains(cand) -> list[str]:
     return [t for t in candidate_toolchains(cand) if not deps.available(t)]
 
 
-def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile) -> tuple[list, list]:
-    """Convert + verify each candidate in its own child process; (artifacts, failed candidates)."""
+def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
+               trust_preflight: bool = True) -> tuple[list, list]:
+    """Convert + verify each candidate in its own child process; (artifacts, failed candidates).
+    trust_preflight: a candidate the op check says cannot convert is recorded as failed, not tried."""
     artifacts, failed = [], []
-    export_error = info["export"].get("error")
+    export = info["export"]
+    verdicts = (info.get("preflight") or {}).get("verdicts", {})
     for c in candidates:
-        if export_error and CONVERTERS[c.converter][4]:
-            say(f"  {c.id}: FAILED — ONNX export failed: {export_error}")
-            failed.append({"id": c.id, "stage": "export", "error": f"ONNX export failed: {export_error}",
-                           "hint": f"full traceback in {logs / 'prepare.log'}"})
+        verdict = verdicts.get(c.converter)
+        if export.get("error") and CONVERTERS[c.converter][4]:
+            at = f" at {where(export['source'])}" if export.get("source") else ""
+            failed.append({"id": c.id, "stage": "export", "error": f"ONNX export failed{at}: {export['error']}",
+                           "hint": rewrite_for([{"op": "", "why": export["error"]}])
+                           or f"full traceback in {logs / 'prepare.log'}"})
+            _say_failed(failed[-1])
+            continue
+        if trust_preflight and verdict and verdict["status"] == "fails":
+            failed.append({"id": c.id, "stage": "check", "error": failure_message(c.id, verdict),
+                           "hint": rewrite_for(verdict["unsupported"])
+                           or "compile --no-preflight converts it anyway (the check reads the toolchain's own tables)"})
+            _say_failed(failed[-1])
             continue
         fmt, suffix = CONVERTERS[c.converter][2], CONVERTERS[c.converter][3]
         rel = f"artifacts/{c.id}{suffix}"
@@ -65,8 +78,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                             "workdir": str(work), "out_path": str(writer.path(rel)),
                             "tolerance": profile.tolerance(c.precision).to_dict()}, logs)
         except EdgekitError as e:
-            say(f"  {c.id}: FAILED — {e.message}")
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
+            _say_failed(failed[-1])
             continue
         v = Verification(**res["verification"])
         path = writer.stage / rel
@@ -81,6 +94,23 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
     return artifacts, failed
+
+
+def _say_failed(f: dict) -> None:
+    say(f"  {f['id']}: FAILED — {f['error']}" + (f"\n      try: {f['hint']}" if f.get("hint") else ""))
+
+
+def _say_preflight(profile, info: dict) -> None:
+    """One line per candidate the check has doubts about; nothing when all is well."""
+    pre = info.get("preflight") or {}
+    for c in profile.candidates:
+        v = pre.get("verdicts", {}).get(c.converter)
+        if v and v["status"] == "slow":
+            cov = v.get("coverage") or {}
+            share = f"{100 * cov['ops_share']:.0f}% of ops delegated; " if cov.get("ops_share") is not None else ""
+            say(f"  check: {c.id}: converts, but {share}slow: {finding(v['not_accelerated'][0])}")
+        elif v and v["status"] == "unknown":
+            say(f"  check: {c.id}: could not check ({v.get('error', '')}); conversion decides")
 
 
 def _io(info: dict) -> tuple:
@@ -130,7 +160,7 @@ def _with_layout(profile, layout: str | None):
 
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
                   fallback_model: str | None = None, calibration: str | None = None,
-                  layout: str | None = None) -> tuple[Path, Manifest]:
+                  layout: str | None = None, op_check: bool = True) -> tuple[Path, Manifest]:
     spec = spec or DEFAULT_MODEL
     profile = _with_layout(get_profile(target), layout)  # unknown target fails here, before any work
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
@@ -157,7 +187,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     say("  prepare: load model, reference outputs, ONNX export ...")
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
-                     "calibration": calibration}, logs)
+                     "calibration": calibration, "converters": [c.converter for c in candidates]}, logs)
     if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
         shutil.rmtree(writer.stage, ignore_errors=True)  # a usage error: nothing worth keeping
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
@@ -166,7 +196,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
         f"{info['verify_data']})")
 
-    artifacts, failed = _build_all(candidates, info, work, writer, logs, profile)
+    _say_preflight(profile, info)
+    artifacts, failed = _build_all(candidates, info, work, writer, logs, profile, trust_preflight=op_check)
     failed = skipped + failed
     if fallback_model:
         extra, extra_failed = _fallback_model(fallback_model, info, candidates, writer, logs, profile)
@@ -195,7 +226,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     manifest = Manifest(
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
-                                    "export", "calibration")},
+                                    "export", "calibration", "preflight")},
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

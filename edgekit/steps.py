@@ -7,6 +7,7 @@ against the reference. Both write only inside the work folder / the given artifa
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     return [dict(zip(names, sess.run(names, s))) for s in samples]
 
 
-def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None) -> dict:
+def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
+            converters: list[str] | None = None) -> dict:
+    """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export."""
     from .sources import load_model
     from .verify import accuracy
 
@@ -128,8 +131,11 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
             except Exception as e:  # only the ONNX-based candidates fail; the others go on
                 import traceback
 
+                from .graphops import export_error
+
                 traceback.print_exc()
-                export = {"error": root_cause(e)}
+                found = export_error(e)
+                export = {"error": found["error"], "source": found["source"]}
         else:
             import onnx_ir as ir
 
@@ -150,27 +156,74 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
     }
+    if converters:
+        info["preflight"] = _preflight(src, work, export, converters)
     (work.dir / "model.json").write_text(json.dumps(info, indent=2))
     return info
 
 
+def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
+    """Op census + each converter's verdict; the full op list (with source lines) goes to ops.json
+    so a failed conversion's message can name the op and the user's line."""
+    from .graphops import summarize
+    from .opcheck import OpContext, export_program, ops_of_onnx, run_checks
+
+    onnx_ok = work.onnx_path.exists() and not export.get("error")
+    if src.kind == "torch":
+        from .graphops import list_ops
+
+        exported, err = export_program(src.module, src.example)
+        ops = list_ops(exported.graph) if exported is not None else []
+    else:
+        exported, err, ops = None, None, ops_of_onnx(work.onnx_path)
+    ctx = OpContext(exported=exported, ops=ops, export_error=err, is_torch=src.kind == "torch",
+                    onnx_path=work.onnx_path if onnx_ok else None,
+                    onnx_error={"error": export["error"], "source": export.get("source")} if export.get("error")
+                    else None)
+    (work.dir / "ops.json").write_text(json.dumps({"ops": ops, "export_error": err}, indent=1))
+    return {"export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
+            "op_counts": summarize(ops), "verdicts": run_checks(ctx, converters)}
+
+
+@contextmanager
+def _stage(stage: str, what: str, work: Work):
+    """A toolchain's exception inside this stage becomes a ConversionError naming the stage, the
+    toolchain, the operator and the user's source line (the traceback stays in the step's log)."""
+    from .errors import ConversionError, EdgekitError
+
+    try:
+        yield
+    except EdgekitError:
+        raise
+    except Exception as e:
+        import traceback
+
+        from .graphops import explain_failure
+
+        traceback.print_exc()
+        msg, hint = explain_failure(stage, what, e, work.dir / "ops.json")
+        raise ConversionError(msg, hint=hint) from e
+
+
 def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict) -> dict:
-    from .converters import converter_module
+    from .converters import converter_module, toolchains
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
-    from .runtimes import open_runner
+    from .runtimes import open_runner, toolchain_of
     from .verify import accuracy, judge, output_metrics
 
     work = Work(Path(workdir), tolerance=tolerance)
     cand = Candidate(**candidate)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    conv_info = converter_module(cand.converter).convert(work, cand, out)
     info = work.info
-    runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
-                         outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv_info.get("input_layout"))
-    inputs, refs, labels = work.samples("verify")
-    got = [runner.run(s) for s in inputs]
+    with _stage("convert", f"{toolchains(cand.converter)[-1]} ({cand.converter})", work):
+        conv_info = converter_module(cand.converter).convert(work, cand, out)
+    with _stage("load and run", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
+        runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
+                             outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv_info.get("input_layout"))
+        inputs, refs, labels = work.samples("verify")
+        got = [runner.run(s) for s in inputs]
     ref_names = [o["name"] for o in info["outputs"]]
     missing = [n for n in ref_names if n not in got[0]]
     if missing:

@@ -97,3 +97,69 @@ class LiteRTRunner(Runner):
         return {"signature": self._sig,
                 "inputs": [one(n, k, d) for n, k, d in zip(self._in_names, self._in_keys, self._in_details)],
                 "outputs": [one(n, k, d) for n, k, d in zip(self._out_names, self._out_keys, self._out_details)]}
+
+
+# FLOPs of the ops that carry a model's arithmetic, from their tensors' shapes (2 per multiply-add);
+# everything else counts 0. Enough to say which share of the work a delegate took.
+def _op_flops(name: str, ins: list, outs: list) -> int:
+    if not outs or not ins:
+        return 0
+    out = int(np.prod(outs[0]["shape"])) if len(outs[0]["shape"]) else 1
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) > 1 and len(ins[1]["shape"]) == 4:
+        kh, kw = ins[1]["shape"][1:3]
+        per_out = kh * kw * (ins[1]["shape"][3] if name == "CONV_2D" else 1)
+        return 2 * out * int(per_out)
+    if name in ("FULLY_CONNECTED", "BATCH_MATMUL") and len(ins[0]["shape"]):
+        return 2 * out * int(ins[0]["shape"][-1])
+    return 0
+
+
+def delegation_coverage(path: Path) -> dict:
+    """Which of the model's operators the XNNPACK delegate took, by count and by FLOPs.
+
+    The Python interpreter has no execution-plan accessor, but the delegate shows itself: after
+    allocate_tensors() one DELEGATE node per partition is appended to the node list, whose inputs
+    and outputs are the partition's boundary tensors. Walking back from those outputs to those
+    inputs through the original nodes finds exactly the nodes each partition replaced.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    def nodes(it):  # never keep it._interpreter across allocate_tensors (the interpreter refuses)
+        w = it._interpreter
+        return [(w.NodeName(i), [int(t) for t in w.NodeInputs(i)], [int(t) for t in w.NodeOutputs(i)])
+                for i in range(w.NumNodes())]
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    original = nodes(it)
+    it.allocate_tensors()  # the default XNNPACK delegate is applied here
+    after = nodes(it)
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    producer = {t: i for i, (_, _, outs) in enumerate(original) for t in outs}
+    delegated: set[int] = set()
+    for name, ins, outs in after[len(original):]:
+        if name != "DELEGATE":
+            continue
+        stop, stack = set(ins), list(outs)
+        while stack:
+            t = stack.pop()
+            i = producer.get(t)
+            if t in stop or i is None or i in delegated:
+                continue
+            delegated.add(i)
+            stack.extend(original[i][1])
+
+    def flops(i):
+        name, ins, outs = original[i]
+        return _op_flops(name, [tensors[t] for t in ins if t in tensors], [tensors[t] for t in outs if t in tensors])
+
+    left: dict[str, int] = {}
+    for i, (name, _, _) in enumerate(original):
+        if i not in delegated:
+            left[name] = left.get(name, 0) + 1
+    f_all = sum(flops(i) for i in range(len(original)))
+    f_in = sum(flops(i) for i in delegated)
+    total = len(original)
+    return {"backend": "xnnpack", "ops_total": total, "ops_delegated": len(delegated),
+            "ops_share": round(len(delegated) / total, 4) if total else None, "flops_total": f_all,
+            "flops_share": round(f_in / f_all, 4) if f_all else None, "not_delegated": left,
+            "partitions": sum(1 for n in after[len(original):] if n[0] == "DELEGATE")}

@@ -1,0 +1,178 @@
+"""The operators of an exported model, each with the user's source line, for check and error messages.
+
+torch.export keeps a stack trace on every node; the user's line is the innermost frame outside
+PyTorch itself (for `self.fc(x)` that is the caller's line, not torch/nn/modules/linear.py). The
+same helpers map toolchain errors back to nodes: a converter's message names an op
+("aten.cumsum", "aten::cumsum", "%cumsum") or carries the node's original traceback.
+Runs in child processes (imports torch).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+
+
+def _torch_dir() -> str:
+    import torch
+
+    return os.path.dirname(torch.__file__) + os.sep
+
+
+def user_frame(stack_trace: str | None) -> dict | None:
+    """{'file', 'line', 'function', 'code'} of the innermost frame outside torch, or None."""
+    if not stack_trace:
+        return None
+    frames = [m.groups() for m in _FRAME.finditer(stack_trace)]
+    torch_dir = _torch_dir()
+    mine = [f for f in frames if not f[0].startswith(torch_dir) and "/edgekit/" not in f[0]]
+    if not mine:
+        return None
+    f, line, func, code = mine[-1]
+    return {"file": f, "line": int(line), "function": func, "code": code.strip()[:160]}
+
+
+def where(src: dict | None) -> str:
+    """'file.py:12 `code`' for messages; '' when the export did not know."""
+    if not src:
+        return ""
+    return f"{src['file']}:{src['line']} `{src['code']}`"
+
+
+def op_name(target) -> str:
+    """'aten.cumsum.default' for an aten/edge op overload; the callable's name otherwise."""
+    import torch
+
+    for t in (target, getattr(target, "_op", None)):  # ExecuTorch's EdgeOpOverload wraps the aten overload
+        if isinstance(t, torch._ops.OpOverload):
+            return str(t)
+    return getattr(target, "__name__", str(target))
+
+
+def _dtypes(node) -> list[str]:
+    val = node.meta.get("val")
+    vals = val if isinstance(val, (list, tuple)) else [val]
+    return sorted({str(v.dtype).replace("torch.", "") for v in vals if hasattr(v, "dtype")})
+
+
+# Bookkeeping nodes torch.export adds (shape asserts, symbolic sizes): not operators a toolchain converts.
+_BOOKKEEPING = ("_assert_scalar", "_assert_tensor_metadata", "sym_size", "sym_constrain_range", "getitem",
+                "_assert_async", "sym_numel", "sym_stride")
+
+
+def is_bookkeeping(name: str) -> bool:
+    return any(b in name for b in _BOOKKEEPING) or not ("." in name)  # operator.ge etc. on sizes
+
+
+def list_ops(graph) -> list[dict]:
+    """One entry per compute node: op, node name, output dtypes, user source, module path."""
+    ops = []
+    for n in graph.nodes:
+        if n.op != "call_function":
+            continue
+        name = op_name(n.target)
+        if is_bookkeeping(name):
+            continue
+        stack = n.meta.get("nn_module_stack") or {}
+        ops.append({"op": name, "node": n.name, "dtypes": _dtypes(n), "source": user_frame(n.meta.get("stack_trace")),
+                    "module": next(reversed(stack.values()))[0] if stack else ""})
+    return ops
+
+
+def summarize(ops: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in ops:
+        counts[o["op"]] = counts.get(o["op"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def export_error(e: BaseException) -> dict:
+    """What torch.export's failure says, with the user's line from the traceback (non-strict
+    export runs the user's forward, so the failing line is a real frame of the exception)."""
+    import traceback
+
+    from .steps import root_cause
+
+    frames = traceback.extract_tb(e.__traceback__)
+    torch_dir = _torch_dir()
+    mine = [f for f in frames if not f.filename.startswith(torch_dir) and "/edgekit/" not in f.filename]
+    src = ({"file": mine[-1].filename, "line": mine[-1].lineno, "function": mine[-1].name,
+            "code": (mine[-1].line or "").strip()[:160]} if mine else None)
+    text = str(e)
+    kind = "export"
+    if "data-dependent" in text or "GuardOnDataDependent" in type(e).__name__:
+        kind = "data-dependent-control-flow"
+    elif "Dynamic" in type(e).__name__ or "dynamic shape" in text.lower():
+        kind = "dynamic-shape"
+    return {"kind": kind, "error": root_cause(e), "source": src or source_in_text(text)}
+
+
+def source_in_text(text: str) -> dict | None:
+    """Toolchains often quote the node's original traceback ('Original traceback: File ...')."""
+    return user_frame(text.replace("\r", ""))
+
+
+_OP_IN_TEXT = re.compile(r"\baten(?:\.|::)([A-Za-z0-9_]+)|%([A-Za-z0-9_]+)|'([A-Za-z0-9_]+)'")
+
+
+def ops_in_text(text: str, ops: list[dict]) -> list[dict]:
+    """The model's ops that a toolchain message names (by aten op or by node name), first mention first."""
+    by_base: dict[str, dict] = {}
+    for o in ops:
+        parts = o["op"].split(".")
+        by_base.setdefault(parts[1] if len(parts) > 2 else o["op"], o)
+    by_node = {o["node"]: o for o in ops}
+    found: list[dict] = []
+    for m in _OP_IN_TEXT.finditer(text):
+        base, node, quoted = m.groups()
+        hit = (by_base.get(base) if base else None) or by_node.get(node or quoted or "") \
+            or (by_node.get(re.sub(r"^aten_|_default$", "", node)) if node else None)
+        if hit and hit not in found:
+            found.append(hit)
+    return found
+
+
+def node_flops(node) -> int:
+    """FLOPs of one graph node from PyTorch's own FLOP formulas (torch.utils.flop_counter: matmuls,
+    convolutions, attention); aten.linear, which they lack, is 2 * out elements * in features.
+    Elementwise and data-movement ops count 0: a roofline, not an exact census."""
+    from torch.fx import Node
+    from torch.utils._pytree import tree_map_only
+    from torch.utils.flop_counter import flop_registry
+
+    packet = getattr(node.target, "overloadpacket", None) or getattr(getattr(node.target, "_op", None),
+                                                                      "overloadpacket", None)
+    out = node.meta.get("val")
+    try:
+        args, kwargs = tree_map_only(Node, lambda a: a.meta.get("val"), (node.args, node.kwargs))
+        if packet in flop_registry:
+            return int(flop_registry[packet](*args, **kwargs, out_val=out))
+        if str(packet) == "aten.linear" and hasattr(out, "numel"):
+            return 2 * out.numel() * args[0].shape[-1]
+    except Exception:  # noqa: BLE001 — a shape the formula does not know: count it as 0, not crash
+        return 0
+    return 0
+
+
+def explain_failure(stage: str, toolchain: str, e: BaseException, ops_file) -> tuple[str, str | None]:
+    """A toolchain's exception as (message, hint): the stage, the toolchain, the operator it names
+    (with node and the user's source line, from the export's op list) and a known rewrite."""
+    import json
+    from pathlib import Path
+
+    from .opcheck import rewrite_for, where
+    from .steps import root_cause
+
+    text = str(e)
+    ops = json.loads(Path(ops_file).read_text())["ops"] if ops_file and Path(ops_file).exists() else []
+    named = ops_in_text(text, ops)
+    src = source_in_text(text) or (named[0]["source"] if named else None)
+    msg = f"{stage} with {toolchain} failed"
+    if named:
+        msg += f" at operator {named[0]['op']} (node {named[0]['node']})"
+    if src:
+        msg += f", from {where(src)}"
+    msg += f": {root_cause(e)}"
+    tip = rewrite_for([{"op": o["op"], "why": text} for o in named] or [{"op": "", "why": text}])
+    return msg, tip

@@ -1,0 +1,75 @@
+"""Deliberately awkward models for the pre-flight check and the failure messages (tests/test_check.py).
+
+Each is an ordinary thing a user writes; each breaks some toolchain. Lines matter: the tests
+assert that messages point at the line that uses the awkward operator.
+"""
+import torch
+
+
+class Bucketize(torch.nn.Module):
+    """torch.bucketize: litert-torch has no lowering for it; ONNX Runtime runs it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.register_buffer("bounds", torch.linspace(-2, 2, 9))
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        bins = torch.bucketize(x, self.bounds)  # AWKWARD-LINE bucketize
+        return self.fc(bins.float() / 9.0)
+
+
+class NonZero(torch.nn.Module):
+    """torch.nonzero: an output size that depends on the data (a dynamic shape)."""
+
+    def forward(self, x):
+        idx = torch.nonzero(x > 0)  # AWKWARD-LINE nonzero
+        return idx.float().sum(0, keepdim=True)
+
+
+class Branch(torch.nn.Module):
+    """A Python `if` on a tensor value: torch.export cannot capture it; a trace would keep one side."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if y.sum() > 0:  # AWKWARD-LINE branch
+            return y * 2
+        return y
+
+
+class BFloat16(torch.nn.Module):
+    """bfloat16 weights and math: ONNX Runtime's CPU kernels have no bfloat16 Gemm."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 4).to(torch.bfloat16)
+
+    def forward(self, x):
+        return self.fc(x.to(torch.bfloat16)).float()  # AWKWARD-LINE bfloat16
+
+
+def _example():
+    return {"x": torch.randn(1, 8, generator=torch.Generator().manual_seed(1)).numpy()}
+
+
+def bucketize():
+    return Bucketize().eval(), _example()
+
+
+def nonzero():
+    return NonZero().eval(), _example()
+
+
+def branch():
+    return Branch().eval(), _example()
+
+
+def bfloat16():
+    return BFloat16().eval(), _example()
