@@ -60,6 +60,20 @@ def _delegation(program) -> dict:
     return cov
 
 
+def _edge_program(exported, partitioner):
+    """The edge program exactly as to_edge_transform_and_lower builds it before lowering: the ops
+    XNNPACK asks to keep (e.g. max_pool2d, linear) are not decomposed. That step is private API in
+    ExecuTorch 1.5; if it moves, plain to_edge is used (a few ops then look less delegable)."""
+    from executorch.exir import EdgeCompileConfig, to_edge
+
+    try:
+        from executorch.exir.program._program import _gen_edge_manager_for_partitioners
+    except ImportError:
+        return to_edge(exported).exported_program()
+    return _gen_edge_manager_for_partitioners({"forward": [partitioner]}, {"forward": exported},
+                                              EdgeCompileConfig(), None).exported_program()
+
+
 def preflight(ctx) -> dict:
     """XNNPACK's own partitioner on the edge program decides what is delegated; what is left must
     have a kernel in this runtime build (its registry), or the program fails to load."""
@@ -67,14 +81,12 @@ def preflight(ctx) -> dict:
     if refused:
         return refused
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge
-
     from edgekit.graphops import list_ops, ops_in_text, source_in_text
     from edgekit.steps import root_cause
 
     table = "XnnpackPartitioner decisions + the ExecuTorch runtime's kernel registry (pip build)"
     try:
-        edge = to_edge(ctx.exported).exported_program()
+        edge = _edge_program(ctx.exported, XnnpackPartitioner())
     except Exception as e:  # e.g. "Failed to map a given dim_order" on a data-dependent shape
         named = ops_in_text(str(e), ctx.ops)
         src = source_in_text(str(e)) or (named[0]["source"] if named else None)

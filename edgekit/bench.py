@@ -63,6 +63,8 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
         "latency_ms": latency_stats(times), "runs": len(times), "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "size_bytes": art.size_bytes, "threads": threads,
+        # share of operators / FLOPs the runtime's accelerated backend takes (LiteRT, ExecuTorch)
+        "delegation": art.converter.get("delegation"),
         "measured_on": "target" if manifest.target.get("host_is_target") else "host (not the target device)",
         "env": environment(threads, art.runtime, cls.version()),
         **extra,

@@ -14,19 +14,27 @@ import re
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
 
 
-def _torch_dir() -> str:
+def _not_user_dirs() -> tuple[str, ...]:
+    """Folders whose frames are never the user's line: PyTorch, the standard library, edgekit."""
+    import sysconfig
+
     import torch
 
-    return os.path.dirname(torch.__file__) + os.sep
+    from . import converters, targets
+
+    return tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, converters, targets)) + (
+        os.path.dirname(os.path.abspath(__file__)) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
+
+
+def _is_user(path: str) -> bool:
+    return not path.startswith(_not_user_dirs()) and not path.startswith("<")
 
 
 def user_frame(stack_trace: str | None) -> dict | None:
     """{'file', 'line', 'function', 'code'} of the innermost frame outside torch, or None."""
     if not stack_trace:
         return None
-    frames = [m.groups() for m in _FRAME.finditer(stack_trace)]
-    torch_dir = _torch_dir()
-    mine = [f for f in frames if not f[0].startswith(torch_dir) and "/edgekit/" not in f[0]]
+    mine = [f for f in (m.groups() for m in _FRAME.finditer(stack_trace)) if _is_user(f[0])]
     if not mine:
         return None
     f, line, func, code = mine[-1]
@@ -94,14 +102,20 @@ def export_error(e: BaseException) -> dict:
 
     from .steps import root_cause
 
-    frames = traceback.extract_tb(e.__traceback__)
-    torch_dir = _torch_dir()
-    mine = [f for f in frames if not f.filename.startswith(torch_dir) and "/edgekit/" not in f.filename]
-    src = ({"file": mine[-1].filename, "line": mine[-1].lineno, "function": mine[-1].name,
-            "code": (mine[-1].line or "").strip()[:160]} if mine else None)
-    text = str(e)
+    src = None
+    chain, inner = [], e  # the innermost exception (e.g. the guard inside the user's forward) first
+    while inner is not None and inner not in chain:
+        chain.append(inner)
+        inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+    for exc in reversed(chain):
+        mine = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user(f.filename)]
+        if mine:
+            f = mine[-1]
+            src = {"file": f.filename, "line": f.lineno, "function": f.name, "code": (f.line or "").strip()[:160]}
+            break
+    text = "\n".join(str(x) for x in chain)
     kind = "export"
-    if "data-dependent" in text or "GuardOnDataDependent" in type(e).__name__:
+    if "data-dependent" in text or any("GuardOnDataDependent" in type(x).__name__ for x in chain):
         kind = "data-dependent-control-flow"
     elif "Dynamic" in type(e).__name__ or "dynamic shape" in text.lower():
         kind = "dynamic-shape"

@@ -135,7 +135,8 @@ def report_lines(profile, preflight: dict) -> list[str]:
     verdicts = preflight["verdicts"]
     counts = preflight.get("op_counts", {})
     lines = [f"model: {sum(counts.values())} operators after {preflight['export']}, {len(counts)} kinds: "
-             + ", ".join(f"{k} x{v}" for k, v in list(counts.items())[:8]) + (" ..." if len(counts) > 8 else "")]
+             + ", ".join(f"{k} x{v}" for k, v in list(counts.items())[:8]) + (" ..." if len(counts) > 8 else "")
+             ] if counts else []
     if preflight.get("export_error"):
         e = preflight["export_error"]
         lines.append(f"torch.export failed ({e['kind']}) at {where(e['source']) or 'an unknown line'}: {e['error']}")

@@ -76,7 +76,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                            {"candidate": {"converter": c.converter, "runtime": c.runtime, "precision": c.precision,
                                           "options": dict(c.options), "variant": c.variant},
                             "workdir": str(work), "out_path": str(writer.path(rel)),
-                            "tolerance": profile.tolerance(c.precision).to_dict()}, logs)
+                            "tolerance": profile.tolerance(c.precision).to_dict(),
+                            "min_delegated_flops_share": profile.min_delegated_flops_share}, logs)
         except EdgekitError as e:
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
@@ -214,9 +215,13 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
 
     if not artifacts:
         writer.abandon()
+        reasons: dict[str, list[str]] = {}  # one line per distinct reason, not one per candidate
+        for f in failed:
+            reasons.setdefault(f["error"], []).append(f["id"])
         raise ConversionError(f"no artifact could be built for target {target!r}: "
-                              + "; ".join(f"{f['id']}: {f['error']}" for f in failed),
-                              hint=f"logs are in {logs}")
+                              + "; ".join(f"{', '.join(ids)}: {err}" for err, ids in reasons.items()),
+                              hint=next((f["hint"] for f in failed if f.get("hint") and "log" not in f["hint"]),
+                                        None) or f"logs are in {logs}")
 
     selftest = _write_selftest(writer, work)
     for f in failed:  # logs move with the bundle: name them where they will be after publishing
@@ -231,6 +236,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},
                 "latency_budget_ms": profile.latency_budget_ms,
+                "min_delegated_flops_share": profile.min_delegated_flops_share,
                 "primary_choice": {"rule": "first verified candidate in the profile's preference order",
                                    "measured_on_device": False,
                                    "why": _choice_note(profile),

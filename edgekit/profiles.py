@@ -50,6 +50,10 @@ class TargetProfile:
     # another architecture is never the device, so its timings are host timings.
     device_arch: str | None = None
     tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    # For runtimes that partition (LiteRT and ExecuTorch with XNNPACK): the least share of the model's
+    # FLOPs the accelerated backend must take, or the artifact fails verification (a single
+    # operator left on reference kernels can make a model many times slower).
+    min_delegated_flops_share: float | None = None
 
     def tolerance(self, precision: str) -> Tolerance:
         return self.tolerances[precision]

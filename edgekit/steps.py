@@ -205,7 +205,8 @@ def _stage(stage: str, what: str, work: Work):
         raise ConversionError(msg, hint=hint) from e
 
 
-def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict) -> dict:
+def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict,
+                    min_delegated_flops_share: float | None = None) -> dict:
     from .converters import converter_module, toolchains
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
@@ -238,6 +239,11 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
                for n in ref_names}
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
+    share = (conv_info.get("delegation") or {}).get("flops_share")
+    if min_delegated_flops_share is not None and share is not None and share < min_delegated_flops_share:
+        left = ", ".join(f"{k} x{v}" for k, v in conv_info["delegation"]["not_delegated"].items())
+        failures.append(f"only {100 * share:.0f}% of FLOPs run on {conv_info['delegation']['backend']} "
+                        f"(target needs >= {100 * min_delegated_flops_share:.0f}%); not delegated: {left}")
     acc = None
     if labels is not None and classifier:
         acc = accuracy(np.stack([g[ref_names[0]] for g in got]), labels)

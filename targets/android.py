@@ -20,4 +20,5 @@ PROFILE = TargetProfile(
         Candidate(converter="torchscript", runtime="torchscript-lite", precision="fp32"),
     ),
     device_arch="aarch64",
+    min_delegated_flops_share=0.9,
 )

@@ -17,4 +17,5 @@ PROFILE = TargetProfile(
                   options={"fuse": False}),
     ),
     device_arch="aarch64",
+    min_delegated_flops_share=0.9,
 )

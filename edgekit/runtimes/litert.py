@@ -109,6 +109,8 @@ def _op_flops(name: str, ins: list, outs: list) -> int:
         kh, kw = ins[1]["shape"][1:3]
         per_out = kh * kw * (ins[1]["shape"][3] if name == "CONV_2D" else 1)
         return 2 * out * int(per_out)
+    if name == "CONV_3D" and len(ins) > 1 and len(ins[1]["shape"]) == 5:  # filter [kd, kh, kw, in, out]
+        return 2 * out * int(np.prod(ins[1]["shape"][:4]))
     if name in ("FULLY_CONNECTED", "BATCH_MATMUL") and len(ins[0]["shape"]):
         return 2 * out * int(ins[0]["shape"][-1])
     return 0

@@ -73,3 +73,19 @@ def branch():
 
 def bfloat16():
     return BFloat16().eval(), _example()
+
+
+class Conv3d(torch.nn.Module):
+    """A 3-D convolution (video, volumes): LiteRT converts it to CONV_3D, which XNNPACK does not take."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(2, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3, 4))  # AWKWARD-LINE conv3d
+
+
+def conv3d():
+    return Conv3d().eval(), {"x": torch.randn(1, 2, 6, 8, 8, generator=torch.Generator().manual_seed(1)).numpy()}
