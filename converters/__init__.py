@@ -3,7 +3,8 @@
 A converter runs in a child process (edgekit.isolate) because native toolchains crash. It gets the
 prepared work folder (edgekit.steps.Work: the source model, its ONNX export, reference data) and
 writes one artifact file. Add one: a new file with `convert(work, candidate, out_path) -> dict`
-and a line here naming the toolchains it needs (edgekit.deps).
+and `preflight(ctx) -> dict` (edgekit.opcheck: which ops its toolchain cannot take, from the
+toolchain's own tables), and a line here naming the toolchains it needs (edgekit.deps).
 """
 from __future__ import annotations
 

@@ -73,8 +73,13 @@ def run_checks(ctx: OpContext, converters: list[str]) -> dict[str, dict]:
 
     out = {}
     for name in dict.fromkeys(converters):
+        module = converter_module(name)
+        if not hasattr(module, "preflight"):
+            out[name] = {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": "",
+                         "error": f"the {name} converter has no pre-flight check"}
+            continue
         try:
-            out[name] = converter_module(name).preflight(ctx)
+            out[name] = module.preflight(ctx)
         except Exception as e:  # noqa: BLE001 — the check is advice; conversion is the judge
             import traceback
 

@@ -43,7 +43,16 @@ def test_digits_android_every_runtime_and_precision_verified(digits_android):
     # The LiteRT INT8 file takes and gives int8 tensors: the manifest records their scale/zero point.
     io = arts["litert-int8"]["converter"]["artifact_io"]
     assert io["inputs"][0]["dtype"] == "int8" and io["inputs"][0]["quantization"]["scale"] > 0
-    assert arts["executorch-fp32"]["converter"]["delegation"] == {"xnnpack_subgraphs": 1, "ops_not_delegated": []}
+    # Delegation coverage: every op and FLOP of the digits CNN on XNNPACK, counted two independent ways
+    # (LiteRT's delegate nodes, ExecuTorch's lowered subgraphs) that agree on the model's FLOPs.
+    flops = set()
+    for aid in ("litert-int8", "litert-fp32", "executorch-int8", "executorch-fp32"):
+        cov = arts[aid]["converter"]["delegation"]
+        assert cov["backend"] == "xnnpack" and cov["ops_share"] == 1.0 and cov["flops_share"] == 1.0, (aid, cov)
+        assert cov["not_delegated"] == {} and cov["ops_delegated"] == cov["ops_total"] > 0
+        flops.add(cov["flops_total"])
+    assert len(flops) == 1 and flops.pop() > 500_000  # 2 convs + 2 linears: ~0.68 MFLOP
+    assert m["target"]["min_delegated_flops_share"] == 0.9
     # A phone is not this host: the choice says so, and why.
     choice = m["target"]["primary_choice"]
     assert choice["measured_on_device"] is False and "is not the target device" in choice["why"]
@@ -56,6 +65,8 @@ def test_bench_and_verify_every_mobile_artifact(digits_android, tmp_path):
     assert set(res) == set(_arts(digits_android))
     for r in res.values():
         assert r["measured_on"] == "host (not the target device)" and r["latency_ms"]["p50"] > 0 and r["runs"] >= 20
+        if r["runtime"] in ("litert", "executorch"):  # delegation coverage travels with the timings
+            assert r["delegation"]["flops_share"] == 1.0, r
     p = run("verify", digits_android)
     assert p.returncode == 0, p.stderr
     for aid in _arts(digits_android):
