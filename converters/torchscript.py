@@ -37,9 +37,10 @@ def preflight(ctx) -> dict:
     table = "the lite interpreter is part of this torch build: every ATen operator has a kernel"
     err = ctx.export_error
     if err and err["kind"] == "data-dependent-control-flow":
-        return ctx.verdict([{"op": "data-dependent branch", "node": "", "source": err["source"],
-                             "why": "torch.jit.trace records only the branch the example input takes; the artifact "
-                                    "would compute that branch for every input"}], table=table)
+        return ctx.verdict([], table=table, risks=[{
+            "op": "data-dependent branch", "node": "", "source": err["source"],
+            "why": "torch.jit.trace records only the branch the example input takes; the artifact computes that "
+                   "branch for every input (verification on held-out data decides)"}])
     if err:
         return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": table,
                 "error": f"torch.export failed ({err['error']}); torch.jit.trace may still trace it"}

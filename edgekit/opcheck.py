@@ -8,6 +8,8 @@ litert-torch's lowering registry) — not a hand-kept list. A verdict:
     status: "ok"       every operator is known to convert and run on the accelerated path
             "slow"     it converts, but some operators run off the accelerated backend
             "fails"    an operator cannot be converted or run (listed with the user's source line)
+            "risky"    it converts, but may compute something else for some inputs (a traced
+                       data-dependent branch): verification decides, and its failure names the line
             "unknown"  the check itself could not decide (its error is given; conversion decides)
 
 `check` prints these; `compile` runs the same check in its prepare step, skips candidates that
@@ -32,10 +34,10 @@ class OpContext:
     notes: list[str] = field(default_factory=list)
 
     def verdict(self, unsupported: list[dict], not_accelerated: list[dict] = (), table: str = "",
-                extra: dict | None = None) -> dict:
-        status = "fails" if unsupported else ("slow" if not_accelerated else "ok")
+                extra: dict | None = None, risks: list[dict] = ()) -> dict:
+        status = "fails" if unsupported else ("risky" if risks else ("slow" if not_accelerated else "ok"))
         return {"status": status, "unsupported": unsupported, "not_accelerated": list(not_accelerated),
-                "table": table, **(extra or {})}
+                "risks": list(risks), "table": table, **(extra or {})}
 
     def failed_before(self, stage: str, err: dict) -> dict:
         """The model never reaches this converter: its export failed."""
@@ -147,7 +149,7 @@ def report_lines(profile, preflight: dict) -> list[str]:
         lines.append(f"torch.export failed ({e['kind']}) at {where(e['source']) or 'an unknown line'}: {e['error']}")
     for c in profile.candidates:
         v = verdicts.get(c.converter, {"status": "unknown", "error": "not checked"})
-        mark = {"ok": "ok  ", "slow": "SLOW", "fails": "FAIL", "unknown": "??  "}[v["status"]]
+        mark = {"ok": "ok  ", "slow": "SLOW", "fails": "FAIL", "risky": "RISK", "unknown": "??  "}[v["status"]]
         cov = v.get("coverage")
         extra = (f" — {100 * cov['ops_share']:.0f}% of ops, "
                  + (f"{100 * cov['flops_share']:.0f}% of FLOPs" if cov.get("flops_share") is not None else "no FLOPs")
@@ -155,13 +157,15 @@ def report_lines(profile, preflight: dict) -> list[str]:
         lines.append(f"  [{mark}] {c.id}: {c.converter} -> {c.runtime}{extra}")
         for f in v.get("unsupported", [])[:5]:
             lines.append(f"         cannot: {finding(f)}")
+        for f in v.get("risks", [])[:5]:
+            lines.append(f"         risk:   {finding(f)}")
         for f in v.get("not_accelerated", [])[:5]:
             lines.append(f"         slow:   {finding(f)}")
         if v.get("error"):
             lines.append(f"         {v['error']}")
         if v.get("table"):
             lines.append(f"         (from: {v['table']})")
-    tip = rewrite_for([f for v in verdicts.values() for f in v.get("unsupported", [])])
+    tip = rewrite_for([f for v in verdicts.values() for f in v.get("unsupported", []) + v.get("risks", [])])
     if tip:
         lines.append(f"try: {tip}")
     return lines

@@ -83,6 +83,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             _say_failed(failed[-1])
             continue
         v = Verification(**res["verification"])
+        if v.status == "failed" and verdict and verdict.get("risks"):  # the check saw it coming: say where
+            v.reason += f"; pre-flight: {finding(verdict['risks'][0])}"
         path = writer.stage / rel
         artifacts.append(Artifact(
             id=c.id, role="", format=fmt, runtime=c.runtime, precision=c.precision, path=rel,
@@ -110,6 +112,8 @@ def _say_preflight(profile, info: dict) -> None:
             cov = v.get("coverage") or {}
             share = f"{100 * cov['ops_share']:.0f}% of ops delegated; " if cov.get("ops_share") is not None else ""
             say(f"  check: {c.id}: converts, but {share}slow: {finding(v['not_accelerated'][0])}")
+        elif v and v["status"] == "risky":
+            say(f"  check: {c.id}: converts, but {finding(v['risks'][0])}")
         elif v and v["status"] == "unknown":
             say(f"  check: {c.id}: could not check ({v.get('error', '')}); conversion decides")
 

@@ -10,17 +10,21 @@ class Tolerance:
     cosine_min: float  # cosine similarity of all outputs vs the reference, flattened
     top1_min: float  # top-1 agreement with the reference, for classifiers
     max_nonfinite: int = 0  # NaN/Inf count allowed in the artifact's outputs
+    # Signal-to-noise of the outputs vs the reference (dB). Cosine is blind to scale: an artifact whose
+    # outputs are all 2x the reference has cosine 1.0 but SNR 0 dB.
+    snr_min_db: float | None = None
 
     def to_dict(self) -> dict:
-        return {"cosine_min": self.cosine_min, "top1_min": self.top1_min, "max_nonfinite": self.max_nonfinite}
+        return {"cosine_min": self.cosine_min, "top1_min": self.top1_min, "max_nonfinite": self.max_nonfinite,
+                "snr_min_db": self.snr_min_db}
 
 
 # FP32 artifacts must reproduce the source almost exactly; later precisions get their own rows.
 # INT8 is judged against the FP32 source on held-out data: worst-sample cosine >= 0.99 and
 # top-1 agreement >= 99% for classifiers (the quantizer tries static INT8, then dynamic).
 DEFAULT_TOLERANCES = {
-    "fp32": Tolerance(cosine_min=0.9999, top1_min=0.99),
-    "int8": Tolerance(cosine_min=0.99, top1_min=0.99),
+    "fp32": Tolerance(cosine_min=0.9999, top1_min=0.99, snr_min_db=30.0),  # <= ~3% RMS error
+    "int8": Tolerance(cosine_min=0.99, top1_min=0.99, snr_min_db=15.0),  # <= ~18% RMS error
 }
 
 

@@ -56,6 +56,9 @@ def judge(metrics: dict[str, dict], tol) -> list[str]:
             failures.append(f"{name}: cosine {m['cosine']:.6f} < {tol.cosine_min}")
         if not m.get("cosine_min_sample", 1.0) >= tol.cosine_min:
             failures.append(f"{name}: worst single-sample cosine {m['cosine_min_sample']:.6f} < {tol.cosine_min}")
+        snr_min = getattr(tol, "snr_min_db", None)
+        if snr_min is not None and not m.get("snr_db", float("inf")) >= snr_min:
+            failures.append(f"{name}: SNR {m['snr_db']:.1f} dB < {snr_min} dB (outputs off in scale or value)")
         if "top1_agreement" in m and not m["top1_agreement"] >= tol.top1_min:
             failures.append(f"{name}: top-1 agreement {m['top1_agreement']:.4f} < {tol.top1_min}")
     return failures

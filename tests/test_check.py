@@ -77,16 +77,17 @@ def test_check_dynamic_shape(tmp_path):
 
 
 def test_check_data_dependent_branch(tmp_path):
-    """A Python `if` on a tensor: torch.export (so ONNX) cannot capture it, and a trace would bake in
-    one branch: every cpu candidate is predicted to fail, exit 6, with the line and the rewrite."""
+    """A Python `if` on a tensor: torch.export (so ONNX) cannot capture it; a trace converts but keeps
+    one branch, a risk that verification on held-out data decides. Both name the line."""
     p, rep = check(tmp_path, "branch", "cpu")
-    assert p.returncode == 6, p.stderr
+    assert p.returncode == 12, p.stderr
     assert rep["export_error"]["kind"] == "data-dependent-control-flow"
     assert at(rep["export_error"]) == line_of("branch")
-    for conv in ("onnx-ort", "torchscript"):
-        assert at(findings(rep, conv)[0]) == line_of("branch"), conv
-    assert "records only the branch" in findings(rep, "torchscript")[0]["why"]
-    assert "torch.where" in p.stderr  # the hint
+    assert at(findings(rep, "onnx-ort")[0]) == line_of("branch")
+    ts = rep["verdicts"]["torchscript"]
+    assert ts["status"] == "risky" and at(ts["risks"][0]) == line_of("branch")
+    assert "records only the branch" in ts["risks"][0]["why"]
+    assert "[RISK] torchscript-lite-fp32" in p.stdout and "torch.where" in p.stdout  # the rewrite
 
 
 def test_check_unusual_dtype(tmp_path):
@@ -153,11 +154,30 @@ def test_compile_names_op_and_line_when_the_toolchain_fails(tmp_path):
     assert line_of("nonzero") in p.stderr
 
 
-def test_compile_with_no_candidate_left_fails_clearly(tmp_path):
+def test_compile_of_a_traced_branch_fails_verification_and_names_the_line(tmp_path):
+    """ONNX export fails at the `if`; the trace converts but computes the example's branch for every
+    input, so held-out inputs that take the other branch fail verification (exit 7), and the reason
+    points back at the line the check flagged."""
     p, man, out = compile_(tmp_path, "branch", "cpu")
-    assert p.returncode == 6 and man is None
-    assert p.stderr.count("edgekit: error: no artifact could be built") == 1
-    assert line_of("branch") in p.stderr and "torch.where" in p.stderr
+    assert p.returncode == 7, p.stderr
+    (ts,) = man["artifacts"]
+    assert ts["role"] == "rejected" and f"pre-flight: data-dependent branch at" in ts["verification"]["reason"]
+    assert line_of("branch") in ts["verification"]["reason"]
+    assert p.stderr.count("edgekit: error: no artifact passed verification") == 1 and line_of("branch") in p.stderr
+
+
+def test_verification_is_not_blind_to_scale():
+    """Cosine similarity cannot see an artifact whose outputs are all 2x the reference; SNR can."""
+    import numpy as np
+
+    from edgekit.profiles import DEFAULT_TOLERANCES
+    from edgekit.verify import judge, output_metrics
+
+    ref = np.random.default_rng(0).standard_normal((16, 10)).astype(np.float32)
+    m = output_metrics(ref, 2 * ref, classifier=True)
+    assert m["cosine"] > 0.99999 and m["top1_agreement"] == 1.0  # what cosine and top-1 see
+    assert any("SNR" in f for f in judge({"logits": m}, DEFAULT_TOLERANCES["fp32"]))
+    assert judge({"logits": output_metrics(ref, ref * (1 + 1e-6), True)}, DEFAULT_TOLERANCES["fp32"]) == []
 
 
 def test_compile_falls_back_past_an_unusual_dtype(tmp_path):
