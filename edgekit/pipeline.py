@@ -57,8 +57,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         if export.get("error") and CONVERTERS[c.converter][4]:
             at = f" at {where(export['source'])}" if export.get("source") else ""
             failed.append({"id": c.id, "stage": "export", "error": f"ONNX export failed{at}: {export['error']}",
-                           "hint": rewrite_for([{"op": "", "why": export["error"]}])
-                           or f"full traceback in {logs / 'prepare.log'}"})
+                           "hint": "; ".join(filter(None, [rewrite_for([{"op": "", "why": export["error"]}]),
+                                                           f"full traceback in {logs / 'prepare.log'}"]))})
             _say_failed(failed[-1])
             continue
         if trust_preflight and verdict and verdict["status"] == "fails":
