@@ -24,7 +24,7 @@ def latency_stats(times_ms: list[float]) -> dict:
 
 def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: float = WARMUP_S,
             min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False,
-            keep_samples: bool = False) -> dict:
+            keep_samples: bool = False, profile: bool = False) -> dict:
     from .bundle import open_bundle
     from .envinfo import environment
     from .selftest import selftest_feeds
@@ -54,13 +54,29 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     timed_s = time.perf_counter() - start
     extra = {"samples_ms": times} if keep_samples else {}  # for `gate --baseline-file`
     notes = []
+    stats = latency_stats(times)
+    prof = None
+    if profile:  # after the timed runs, in a separate profiled session: the latency above is unprofiled
+        prof = runner.profile(feeds, runs=min(max(20, len(times) // 2), 200))
+        if prof is None:
+            notes.append(f"per-operator profile: the {art.runtime} runtime exposes no per-operator profiler "
+                         "from Python here (profiled runtimes: onnxruntime, executorch)")
+        else:
+            prof["coverage_of_p50"] = prof["ops_ms_per_run"] / stats["p50"] if stats["p50"] else None
+            if prof["coverage_of_p50"] and prof["coverage_of_p50"] > 1.3:
+                notes.append(f"per-operator times add up to {100 * prof['coverage_of_p50']:.0f}% of the unprofiled "
+                             "p50: the profiler's own per-operator cost (~10 us in ONNX Runtime) dominates a model "
+                             "this fast; read the shares as indicative")
+    from .roofline import roofline
+
+    roof = roofline(manifest.model.get("cost"), stats["p50"], threads)
     if len(times) < min_runs:
         notes.append(f"stopped at the {MAX_TIME_S:.0f} s cap after {len(times)} runs (< {min_runs}): "
                      "percentiles rest on few runs")
     return {
         "notes": notes,
         "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
-        "latency_ms": latency_stats(times), "runs": len(times), "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
+        "latency_ms": stats, "runs": len(times), "profile": prof, "roofline": roof, "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "size_bytes": art.size_bytes, "threads": threads,
         # share of operators / FLOPs the runtime's accelerated backend takes (LiteRT, ExecuTorch)

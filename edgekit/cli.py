@@ -35,7 +35,8 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
                                  "warmup_s": getattr(args, "warmup", WARMUP_S),
                                  "min_runs": getattr(args, "min_runs", MIN_RUNS),
                                  "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True,
-                                 "keep_samples": getattr(args, "keep_samples", False)},
+                                 "keep_samples": getattr(args, "keep_samples", False),
+                                 "profile": getattr(args, "profile", False)},
                                 _log_dir(bundle), stderr_to_terminal=True))
     return results
 
@@ -130,6 +131,8 @@ def cmd_bench(args) -> int:
         check_can_choose(manifest, args.device)
         if not args.all:
             raise UsageError("--choose-primary compares every usable artifact: add --all")
+    if args.device and args.profile:
+        raise UsageError("--profile runs on this machine only for now; drop --device, or --profile")
     if args.device:
         from .remote import remote_bench
 
@@ -154,13 +157,34 @@ def cmd_bench(args) -> int:
         _write_json(args.json, payload)
     rows = [[r["artifact"], r["precision"], size(r["size_bytes"]), r["runs"], *(f"{r['latency_ms'][k]:.3f}" for k in
              ("p50", "p90", "p99", "mean", "std", "min")), f"{r['load_ms']:.1f}", f"{r['first_run_ms']:.2f}",
-             f"{r['peak_rss_mb']:.0f}"] for r in results]
+             f"{r['peak_rss_mb']:.0f}", *_roof_cells(r.get("roofline"))] for r in results]
     env = results[0]["env"]
     print(render(["artifact", "precision", "size", "runs", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "min",
-                  "load ms", "first ms", "peak RSS MB"], rows,
+                  "load ms", "first ms", "peak RSS MB", "GFLOP/s", "% peak"], rows,
                  f"{bundle}: {results[0]['threads']} thread(s) on {env['cpu']['model']} "
                  f"({results[0]['measured_on']}); {env['runtime']} {env['runtime_version']}"))
+    for r in results:
+        if r.get("profile"):
+            print("\n" + profile_table(r))
+        for n in r.get("notes", []):
+            print(f"edgekit: note: {r['artifact']}: {n}", file=sys.stderr)
     return 0
+
+
+def _roof_cells(roof: dict | None) -> list[str]:
+    return [f"{roof['gflops_per_s']:.2f}", f"{roof['pct_of_peak']:.1f}"] if roof else ["-", "-"]
+
+
+def profile_table(r: dict, top: int = 10) -> str:
+    """The busiest operators of one profiled bench result, with their share of the measured p50."""
+    p = r["profile"]
+    p50 = r["latency_ms"]["p50"]
+    rows = [[o["op"], str(o["count"]), f"{o['ms_per_run']:.4f}", f"{100 * o['ms_per_run'] / p50:.1f}"]
+            for o in p["ops"][:top]]
+    cov = p.get("coverage_of_p50")
+    return render(["operator", "per run", "ms per run", "% of p50"], rows,
+                  f"{r['artifact']}: top operators ({p['source']}; {p['runs']} profiled runs); operators sum to "
+                  f"{p['ops_ms_per_run']:.3f} ms = {100 * cov:.0f}% of the unprofiled p50 {p50:.3f} ms" if cov else "")
 
 
 def cmd_verify(args) -> int:
@@ -324,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_opts(b)
     b.add_argument("--keep-samples", action="store_true", help="include every timed run in the JSON (samples_ms), "
                    "e.g. to use as `gate --baseline-file`")
+    b.add_argument("--profile", action="store_true", help="per-operator times from the runtime's own profiler "
+                   "(ONNX Runtime, ExecuTorch ETDump), in a separate run after the timed one")
     g = sub.add_parser("gate", help="latency/size/accuracy regression gate: exit 0 pass, 1 regression, 2 usage error")
     g.add_argument("--baseline", help="bundle (or .onnx artifact) to compare against, measured side by side")
     g.add_argument("--baseline-file", help="bench JSON with samples_ms, recorded earlier (e.g. on a device)")

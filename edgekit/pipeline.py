@@ -235,7 +235,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     manifest = Manifest(
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
-                                    "export", "calibration", "preflight")},
+                                    "export", "calibration", "preflight", "cost")},
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

@@ -158,6 +158,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     }
     if converters:
         info["preflight"] = _preflight(src, work, export, converters)
+        info["cost"] = info["preflight"].pop("cost", None)
     (work.dir / "model.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -181,7 +182,9 @@ def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
                     onnx_error={"error": export["error"], "source": export.get("source")} if export.get("error")
                     else None)
     (work.dir / "ops.json").write_text(json.dumps({"ops": ops, "export_error": err}, indent=1))
-    return {"export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
+    from .graphops import cost
+
+    return {"cost": cost(exported) if exported is not None else None, "export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
             "op_counts": summarize(ops), "verdicts": run_checks(ctx, converters)}
 
 

@@ -44,9 +44,14 @@ class ChannelLastInputs:
     def __getattr__(self, name):
         return getattr(self.runner, name)
 
+    def _nhwc(self, feeds):
+        return {n: (a.transpose(0, 2, 3, 1) if n in self.nhwc and a.ndim == 4 else a) for n, a in feeds.items()}
+
     def run(self, feeds):
-        return self.runner.run({n: (a.transpose(0, 2, 3, 1) if n in self.nhwc and a.ndim == 4 else a)
-                                for n, a in feeds.items()})
+        return self.runner.run(self._nhwc(feeds))
+
+    def profile(self, feeds, runs, warmup=5):
+        return self.runner.profile(self._nhwc(feeds), runs, warmup)
 
 
 def toolchain_of(name: str) -> str:

@@ -13,6 +13,24 @@ def output_list(y) -> list:
     return list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
 
 
+def profile_summary(events: list[tuple[str, str, float]], runs: int, source: str) -> dict:
+    """(op type, node, microseconds) events over `runs` runs -> per-op-type time per run, busiest
+    first, with how many instances of that op one run executes."""
+    per_op: dict[str, list] = {}
+    per_node: dict[str, float] = {}
+    for op, node, us in events:
+        row = per_op.setdefault(op, [0.0, 0])
+        row[0] += us
+        row[1] += 1
+        per_node[node] = per_node.get(node, 0.0) + us
+    total_ms = sum(r[0] for r in per_op.values()) / 1e3 / max(runs, 1)
+    ops = [{"op": op, "ms_per_run": t / 1e3 / runs, "count": round(n / runs),
+            "share": (t / 1e3 / runs) / total_ms if total_ms else 0.0}
+           for op, (t, n) in sorted(per_op.items(), key=lambda kv: -kv[1][0])]
+    nodes = [{"node": k, "ms_per_run": v / 1e3 / runs} for k, v in sorted(per_node.items(), key=lambda kv: -kv[1])[:10]]
+    return {"source": source, "runs": runs, "ops_ms_per_run": total_ms, "ops": ops, "top_nodes": nodes}
+
+
 class Runner:
     """Load one artifact file; run it on a dict of numpy arrays; return a dict of numpy arrays."""
 
@@ -37,6 +55,11 @@ class Runner:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def profile(self, feeds: dict[str, np.ndarray], runs: int, warmup: int = 5) -> dict | None:
+        """Per-operator time from the runtime's own profiler over `runs` runs after `warmup`
+        (see profile_summary), or None where this runtime offers none here."""
+        return None
 
     def artifact_io(self) -> dict | None:
         """The artifact file's own tensors when they differ from the model's (e.g. quantized I/O)."""

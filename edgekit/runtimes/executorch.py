@@ -15,6 +15,10 @@ from ..manifest import TensorSpec
 from .base import Runner
 
 
+# ETDump events that contain other events (their time is the sum of the leaves plus dispatch).
+_CONTAINER_EVENTS = {"Method::execute", "DELEGATE_CALL", "OPERATOR_CALL", "Method::init", "Program::load_method"}
+
+
 class ExecuTorchRunner(Runner):
     runtime = "executorch"
     toolchain = "executorch"
@@ -53,6 +57,42 @@ class ExecuTorchRunner(Runner):
     @property
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec(n, (-1,), "float32") for n in self._out_names]
+
+    def profile(self, feeds: dict[str, np.ndarray], runs: int, warmup: int = 5) -> dict:
+        """ExecuTorch's ETDump, read with its devtools Inspector: one event per XNNPACK operator
+        inside a delegate call (1 us resolution) and one per portable kernel. Writing the ETDump
+        resets it, so the warm-up is written away first and the file holds the timed runs only."""
+        import tempfile
+
+        from executorch.devtools import Inspector
+        from executorch.devtools.inspector import TimeScale
+        from executorch.runtime import Runtime
+
+        from .base import profile_summary
+
+        program = Runtime.get().load_program(self.path, enable_etdump=True)
+        method = program.load_method("forward")
+        args = [self._torch.from_numpy(np.array(feeds[n], order="C")) for n in self._in_names]
+        for _ in range(warmup):
+            method.execute(args)
+        with tempfile.TemporaryDirectory() as d:
+            program.write_etdump_result_to_file(f"{d}/warmup.etdp", None)
+            for _ in range(runs):
+                method.execute(args)
+            program.write_etdump_result_to_file(f"{d}/timed.etdp", None)
+            inspector = Inspector(etdump_path=f"{d}/timed.etdp", source_time_scale=TimeScale.NS,
+                                  target_time_scale=TimeScale.US)
+            events = []
+            for block in inspector.event_blocks:
+                for i, ev in enumerate(block.events):
+                    # containers hold the leaves' time: count the leaves (XNNPACK ops, portable kernels)
+                    if ev.name in _CONTAINER_EVENTS or not ev.perf_data or block.name != "Execute":
+                        continue
+                    op = ev.name[len("native_call_"):] if ev.name.startswith("native_call_") else ev.name
+                    op = f"{op} (XNNPACK)" if ev.is_delegated_op else f"{op} (portable)"
+                    events += [(op, f"{ev.name}#{i}", float(us)) for us in ev.perf_data.raw]
+        return profile_summary(events, runs, "ExecuTorch ETDump via executorch.devtools.Inspector: XNNPACK "
+                                             "operators inside delegate calls and portable kernels")
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [self._torch.from_numpy(np.array(feeds[n], order="C")) for n in self._in_names]  # one owned copy
