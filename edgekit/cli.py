@@ -104,6 +104,13 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import make_report
+
+    args.keep_samples, args.profile = True, True  # distributions and per-op breakdown need both
+    return make_report(args.bundles, args.html, args.markdown, args.json, args)
+
+
 def cmd_check(args) -> int:
     from .opcheck import check_model
 
@@ -293,7 +300,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -338,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
     ck.add_argument("--weights", help="state dict for a factory's module")
     ck.add_argument("--json", help="write the full report (every operator, verdict and table) as JSON")
+    rp = sub.add_parser("report", help="benchmark bundles' artifacts and write one self-contained HTML page "
+                        "(+ Markdown summary) with plots")
+    rp.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    rp.add_argument("--html", required=True, help="the page to write (self-contained, no network)")
+    rp.add_argument("--markdown", help="a Markdown summary for CI logs and pull requests")
+    _add_bench_opts(rp)
     b = sub.add_parser("bench", help="benchmark a bundle's artifact(s) on this machine")
     b.add_argument("bundle")
     b.add_argument("--artifact", help="artifact id (default: the primary)")

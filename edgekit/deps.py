@@ -27,6 +27,8 @@ TOOLCHAINS: dict[str, Toolchain] = {
     t.name: t
     for t in [
         Toolchain("numpy", "numpy", "numpy", "pip install numpy", "bundle loader (always needed)"),
+        Toolchain("matplotlib", "matplotlib", "matplotlib", "pip install 'edgekit[report]'",
+                  "plots of `edgekit report` (PNG, inlined in the HTML page)"),
         Toolchain("torch", "torch", "torch", "pip install 'edgekit[torch]'  # torch==2.13.0 CPU build",
                   "PyTorch models: load, export, reference outputs"),
         Toolchain("onnx", "onnx", "onnx", "pip install 'edgekit[onnx]'", "ONNX graphs: export, checks"),

@@ -105,6 +105,13 @@ MOBILE = ("litert-torch", "ai-edge-litert", "executorch")
 
 
 @pytest.fixture(scope="session")
+def minilm_android(build_dir) -> Path:
+    out = build_dir / "minilm-android"
+    edgekit("compile", "--model", "builtin:minilm", "--target", "android", "--out", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def digits_android(build_dir) -> Path:
     out = build_dir / "digits-android"
     edgekit("compile", "--model", "builtin:digits", "--target", "android", "--out", out, check=True)

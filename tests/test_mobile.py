@@ -246,13 +246,6 @@ def test_layout_and_calibration_errors(tmp_path):
     assert not (tmp_path / "c.partial").exists()
 
 
-@pytest.fixture(scope="module")
-def minilm_android(build_dir):
-    out = build_dir / "minilm-android"
-    run("compile", "--model", "builtin:minilm", "--target", "android", "--out", out, check=True)
-    return out
-
-
 def test_minilm_android_dynamic_int8_is_a_quarter_of_fp32_and_within_tolerance(minilm_android):
     arts = _arts(minilm_android)
     assert [a["verification"]["status"] for a in arts.values()] == ["passed"] * 5, \

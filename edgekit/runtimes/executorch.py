@@ -62,6 +62,7 @@ class ExecuTorchRunner(Runner):
         """ExecuTorch's ETDump, read with its devtools Inspector: one event per XNNPACK operator
         inside a delegate call (1 us resolution) and one per portable kernel. Writing the ETDump
         resets it, so the warm-up is written away first and the file holds the timed runs only."""
+        import re
         import tempfile
 
         from executorch.devtools import Inspector
@@ -89,6 +90,7 @@ class ExecuTorchRunner(Runner):
                     if ev.name in _CONTAINER_EVENTS or not ev.perf_data or block.name != "Execute":
                         continue
                     op = ev.name[len("native_call_"):] if ev.name.startswith("native_call_") else ev.name
+                    op = re.sub(r" #\d+$", "", op)  # XNNPACK numbers each instance: aggregate per op type
                     op = f"{op} (XNNPACK)" if ev.is_delegated_op else f"{op} (portable)"
                     events += [(op, f"{ev.name}#{i}", float(us)) for us in ev.perf_data.raw]
         return profile_summary(events, runs, "ExecuTorch ETDump via executorch.devtools.Inspector: XNNPACK "

@@ -1,0 +1,246 @@
+"""`edgekit report BUNDLE... --html FILE [--markdown FILE] [--json FILE]`: one self-contained page.
+
+Every usable artifact of every bundle is benchmarked here (one run each, with the per-operator
+profile where the runtime has one); the bench JSON is written next to the page and every number in
+the page is formatted from it. Plots are matplotlib PNGs inlined as data: URIs (no CDN, no
+network): latency distributions, size vs latency vs accuracy with each model's Pareto front,
+per-operator breakdown, and achieved GFLOP/s against this machine's GEMM peak. A tiny script
+marks on <body> how many plots the browser actually decoded (the Chromium test reads it).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+from .table import size
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _label(row: dict) -> str:
+    return f"{row['model']}/{row['target']}: {row['artifact']}"
+
+
+def _quality(a) -> tuple[str, float | None]:
+    """The artifact's accuracy when labels exist, else its worst output cosine vs the reference."""
+    v = a.verification
+    if v.accuracy is not None:
+        return "accuracy", v.accuracy
+    cos = [m.get("cosine") for m in (v.metrics or {}).values() if m.get("cosine") is not None]
+    return "cosine", (min(cos) if cos else None)
+
+
+def pareto(points: list[tuple[float, float, float]]) -> list[bool]:
+    """Non-dominated points for (latency min, size min, quality max)."""
+    flags = []
+    for i, (l, s, q) in enumerate(points):
+        dominated = any(l2 <= l and s2 <= s and q2 >= q and (l2, s2, q2) != (l, s, q)
+                        for j, (l2, s2, q2) in enumerate(points) if j != i)
+        flags.append(not dominated)
+    return flags
+
+
+def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], list[dict]]:
+    """(rows per usable artifact with its bench result, rows for artifacts/candidates not run, bench results)."""
+    from .bundle import open_bundle
+    from .cli import _bench_all
+
+    rows, not_run, results = [], [], []
+    for b in bundles:
+        m = open_bundle(b)
+        model, target = m.model["name"], m.target["name"]
+        usable = [a.id for a in m.usable()]
+        bench = {r["artifact"]: r for r in _bench_all(b, m, usable, bench_args.threads, bench_args)}
+        for r in bench.values():
+            r["bundle"] = str(b)
+        results += bench.values()
+        for a in m.artifacts:
+            kind, q = _quality(a)
+            row = {"bundle": str(b), "model": model, "model_sha256": m.model.get("sha256"), "target": target,
+                   "artifact": a.id, "role": a.role, "runtime": a.runtime, "precision": a.precision,
+                   "size_bytes": a.size_bytes, "verification": a.verification.status,
+                   "reason": a.verification.reason, "quality_kind": kind, "quality": q,
+                   "toolchain": a.toolchain, "bench": bench.get(a.id)}
+            (rows if a.id in bench else not_run).append(row)
+        for f in m.failed_candidates:
+            not_run.append({"bundle": str(b), "model": model, "target": target, "artifact": f["id"],
+                            "verification": "not built", "reason": f"{f.get('stage', '')}: {f['error']}"})
+    return rows, not_run, results
+
+
+def _plots(rows: list[dict]) -> dict[str, str]:
+    from . import deps
+
+    matplotlib = deps.require("matplotlib", "the plots of `edgekit report`")
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    labels = [_label(r) for r in rows]
+    # 1. latency distributions
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
+    ax.boxplot([r["bench"]["samples_ms"] for r in rows], vert=False, showfliers=False)
+    ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per run, ms (log scale; whiskers 1.5 IQR, outliers hidden)")
+    ax.set_title("Latency distribution per artifact")
+    out["latency"] = _png(fig)
+    # 2. size vs latency, colour = quality, Pareto front per model ringed
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for model in dict.fromkeys(r["model_sha256"] for r in rows):
+        group = [r for r in rows if r["model_sha256"] == model]
+        pts = [(r["bench"]["latency_ms"]["p50"], r["size_bytes"], r["quality"] if r["quality"] is not None else 0.0)
+               for r in group]
+        front = pareto(pts)
+        for r, (lat, sz, q), on in zip(group, pts, front):
+            r["pareto"] = on
+            sc = ax.scatter(lat, sz / 1e6, c=[q], cmap="viridis", vmin=0.9, vmax=1.0, s=70,
+                            edgecolors="red" if on else "none", linewidths=2)
+            ax.annotate(_label(r), (lat, sz / 1e6), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    fig.colorbar(sc, ax=ax, label="accuracy (labelled data) or output cosine vs reference")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("p50 latency, ms")
+    ax.set_ylabel("size, MB")
+    ax.set_title("Size vs latency vs accuracy (red ring: on its model's Pareto front)")
+    out["pareto"] = _png(fig)
+    # 3. per-operator breakdown
+    prof = [r for r in rows if r["bench"].get("profile")]
+    if prof:
+        fig, ax = plt.subplots(figsize=(9, 0.55 * len(prof) + 1.8))
+        for i, r in enumerate(prof):
+            left = 0.0
+            ops = r["bench"]["profile"]["ops"]
+            for j, o in enumerate(ops[:6]):
+                ax.barh(i, o["ms_per_run"], left=left, color=plt.cm.tab10(j))
+                if o["ms_per_run"] > 0.06 * r["bench"]["profile"]["ops_ms_per_run"]:
+                    ax.text(left + o["ms_per_run"] / 2, i, o["op"].split(" (")[0][:14], ha="center", va="center",
+                            fontsize=6, color="white")
+                left += o["ms_per_run"]
+            other = sum(o["ms_per_run"] for o in ops[6:])
+            ax.barh(i, other, left=left, color="lightgrey")
+        ax.set_yticks(range(len(prof)), [_label(r) for r in prof], fontsize=8)
+        ax.set_xlabel("ms per run (top 6 operators, grey: the rest)")
+        ax.set_title("Per-operator time (runtime profilers)")
+        out["ops"] = _png(fig)
+    # 4. roofline: achieved GFLOP/s vs arithmetic intensity, under the measured peak
+    roof = [r for r in rows if r["bench"].get("roofline")]
+    if roof:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        peak = roof[0]["bench"]["roofline"]["peak_gflops_1thread"] * roof[0]["bench"]["roofline"]["threads"]
+        ax.axhline(peak, color="black", linestyle="--", label=f"FP32 GEMM peak, {peak:.0f} GFLOP/s")
+        for r in roof:
+            rf = r["bench"]["roofline"]
+            ax.scatter(rf["arithmetic_intensity"] or 1.0, rf["gflops_per_s"], s=50)
+            ax.annotate(f"{_label(r)} ({rf['pct_of_peak']:.1f}%)", (rf["arithmetic_intensity"] or 1.0,
+                        rf["gflops_per_s"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity, FLOP/byte (model graph)")
+        ax.set_ylabel("achieved GFLOP/s at p50")
+        ax.legend()
+        ax.set_title("Roofline: achieved vs peak")
+        out["roofline"] = _png(fig)
+    return out
+
+
+def _cell(v, fmt="{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _table_rows(rows: list[dict]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        b, rf = r["bench"], r["bench"].get("roofline") or {}
+        out.append([r["model"], r["target"], r["artifact"], r["role"], r["runtime"], r["precision"],
+                    size(r["size_bytes"]), _cell(b["latency_ms"]["p50"]), _cell(b["latency_ms"]["p90"]),
+                    _cell(rf.get("gflops_per_s"), "{:.2f}"), _cell(rf.get("pct_of_peak"), "{:.1f}"),
+                    f"{r['quality_kind']} {_cell(r['quality'], '{:.4f}')}", r["verification"],
+                    "yes" if r.get("pareto") else ""])
+    return out
+
+
+HEAD = ["model", "target", "artifact", "role", "runtime", "precision", "size", "p50 ms", "p90 ms", "GFLOP/s",
+        "% peak", "quality", "verification", "Pareto"]
+
+
+def render_html(rows, not_run, results, plots) -> str:
+    e = html.escape
+    env = results[0]["env"] if results else {}
+    body = [f"<h1>edgekit report</h1><p>{len(rows)} artifacts benchmarked on {e(str(env.get('cpu', {}).get('model')))}"
+            f", {results[0]['threads'] if results else '-'} thread(s); every number below comes from the bench JSON "
+            "written with this page.</p>"]
+    body.append('<table id="artifacts"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
+    for r, cells in zip(rows, _table_rows(rows)):
+        body.append(f'<tr data-artifact="{e(r["artifact"])}" data-bundle="{e(r["bundle"])}" '
+                    f'data-p50="{r["bench"]["latency_ms"]["p50"]!r}">' + "".join(f"<td>{e(c)}</td>" for c in cells)
+                    + "</tr>")
+    body.append("</tbody></table>")
+    titles = {"latency": "Latency distributions", "pareto": "Size, latency, accuracy", "ops": "Per-operator time",
+              "roofline": "Roofline"}
+    for key, png in plots.items():
+        body.append(f'<h2>{titles[key]}</h2><img class="plot" id="plot-{key}" alt="{titles[key]}" '
+                    f'src="data:image/png;base64,{png}">')
+    body.append("<h2>Verification: not run or failed</h2><table id='not-run'><thead><tr><th>model</th><th>target</th>"
+                "<th>artifact</th><th>status</th><th>why</th></tr></thead><tbody>")
+    for r in not_run:
+        status = r["verification"] if r["verification"] != "passed" else "not benchmarked"
+        body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (r["model"], r["target"], r["artifact"],
+                                                                        status, r.get("reason") or "")) + "</tr>")
+    body.append("</tbody></table><h2>Environment and toolchains</h2><pre>"
+                + e(json.dumps({"environment": env, "toolchains": {_label(r): r["toolchain"] for r in rows}},
+                               indent=1)) + "</pre>")
+    script = ("<script>window.addEventListener('load',function(){var i=Array.prototype.slice.call(document.images);"
+              "document.body.dataset.plotsExpected=i.length;document.body.dataset.plotsRendered="
+              "i.filter(function(x){return x.complete&&x.naturalWidth>0;}).length;"
+              "document.body.dataset.tableRows=document.querySelectorAll('#artifacts tbody tr').length;});</script>")
+    style = ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}</style>")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>edgekit report</title>{style}</head>" \
+           f"<body>{''.join(body)}{script}</body></html>"
+
+
+def render_markdown(rows, not_run) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(c) + " |" for c in _table_rows(rows)]
+    if not_run:
+        lines += ["", "Not run or failed:", ""]
+        lines += [f"- {r['model']}/{r['target']}: {r['artifact']} — {r['verification']}: {r.get('reason') or ''}"
+                  for r in not_run]
+    return "\n".join(lines) + "\n"
+
+
+def make_report(bundles: list[str], html_out: str, markdown_out: str | None, json_out: str | None, bench_args) -> int:
+    from .bundle import write_atomically
+    from .errors import UsageError
+
+    if not bundles:
+        raise UsageError("report needs at least one bundle")
+    rows, not_run, results = collect([Path(b) for b in bundles], bench_args)
+    if not rows:
+        raise UsageError("none of the bundles has a usable artifact to benchmark")
+    plots = _plots(rows)
+    json_path = Path(json_out) if json_out else Path(html_out).with_suffix(".bench.json")
+    for p in (json_path, Path(html_out), Path(markdown_out) if markdown_out else None):
+        if p:
+            p.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(json_path, json.dumps({"results": results}, indent=1))
+    write_atomically(Path(html_out), render_html(rows, not_run, results, plots))
+    md = render_markdown(rows, not_run)
+    if markdown_out:
+        write_atomically(Path(markdown_out), md)
+    print(md)
+    print(f"[edgekit] report: {html_out} ({len(plots)} plots); bench JSON: {json_path}", file=sys.stderr)
+    return 0
