@@ -2,8 +2,10 @@
 achieved GFLOP/s of an artifact from the model's FLOPs (counted from its graph at compile time).
 
 The peak is numpy's matmul (the BLAS numpy ships) on 1024x1024 float32 in a fresh process pinned
-to one thread, best of 15 repetitions: on a shared machine the best repetition is the stable
-estimate of what the core can do; the median drifts with other load. Runs wherever numpy runs,
+to one thread, best of 15 repetitions in each of 3 processes: on a shared machine the best
+repetition is the stable estimate of what the core can do; the median drifts with other load
+(here: best 148-151 GFLOP/s in three quiet runs, 118 once while a compile ran). Delete the cached
+file (~/.cache/edgekit/gemm-peak-*.json) to measure again. Runs wherever numpy runs,
 so a device measures its own peak.
 
     python -m edgekit.roofline      # prints the measurement as JSON
@@ -18,6 +20,7 @@ from pathlib import Path
 
 N = 1024
 REPS = 15
+PROCESSES = 3
 
 
 def _measure() -> dict:
@@ -61,13 +64,17 @@ def peak_gflops() -> dict:
     if cache.exists():
         return json.loads(cache.read_text())
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "edgekit.roofline"], capture_output=True, text=True, env=env,
-                         timeout=300, check=True).stdout
-    res = json.loads(out)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res))
-    os.replace(tmp, cache)
+    runs = [json.loads(subprocess.run([sys.executable, "-m", "edgekit.roofline"], capture_output=True, text=True,
+                                      env=env, timeout=300, check=True).stdout) for _ in range(PROCESSES)]
+    res = max(runs, key=lambda r: r["gflops_best"])  # a busy moment only ever lowers the figure
+    res["method"] += f", best of {PROCESSES} processes"
+    try:  # a read-only home (some devices) only costs a re-measurement next time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(res))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
     return res
 
 
