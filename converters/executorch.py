@@ -60,6 +60,10 @@ def _delegation(program) -> dict:
     return cov
 
 
+# Messages that blame the model, not the toolchain (anything else makes the check say "unknown").
+_MODEL_PROBLEMS = ("not in Core ATen opset", "dim_order", "data-dependent", "Unsupported")
+
+
 def _edge_program(exported, partitioner):
     """The edge program exactly as to_edge_transform_and_lower builds it before lowering: the ops
     XNNPACK asks to keep (e.g. max_pool2d, linear) are not decomposed. That step is private API in
@@ -90,6 +94,9 @@ def preflight(ctx) -> dict:
     except Exception as e:  # e.g. "Failed to map a given dim_order" on a data-dependent shape
         named = ops_in_text(str(e), ctx.ops)
         src = source_in_text(str(e)) or (named[0]["source"] if named else None)
+        if not (named or src or any(k in str(e) for k in _MODEL_PROBLEMS)):
+            return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": table,
+                    "error": f"ExecuTorch's edge program could not be built for the check: {root_cause(e)}"}
         return ctx.verdict([{"op": named[0]["op"] if named else "-", "node": named[0]["node"] if named else "",
                              "source": src, "why": f"ExecuTorch to_edge failed: {root_cause(e)}"}], table=table)
     tagged = XnnpackPartitioner().partition(edge).tagged_exported_program
@@ -123,7 +130,10 @@ def convert(work, candidate, out_path: Path) -> dict:
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(src.example))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-    info["delegation"] = _delegation(edge)
+    try:
+        info["delegation"] = _delegation(edge)
+    except Exception as e:  # noqa: BLE001 — a metric; never lose the artifact over it
+        info["delegation"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     program = edge.to_executorch()
     with open(out_path, "wb") as f:
         program.write_to_file(f)

@@ -50,7 +50,10 @@ def convert(work, candidate, out_path: Path) -> dict:
     model.export(str(out_path))
     from edgekit.runtimes.litert import delegation_coverage
 
-    info["delegation"] = delegation_coverage(out_path)  # what the XNNPACK delegate takes at load time
+    try:
+        info["delegation"] = delegation_coverage(out_path)  # what the XNNPACK delegate takes at load time
+    except Exception as e:  # noqa: BLE001 — a metric (private interpreter API); never lose the artifact over it
+        info["delegation"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     return info
 
 

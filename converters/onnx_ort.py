@@ -60,10 +60,14 @@ def preflight(ctx) -> dict:
 
     model = ir.load(str(ctx.onnx_path))
     kernels, first_input = _cpu_kernels()
+    local_functions = {(f.domain, f.name) for f in model.functions.values()}
     unsupported = []
     for node in model.graph.all_nodes() if hasattr(model.graph, "all_nodes") else model.graph:
         domain = node.domain or "ai.onnx"
         opset = model.opset_imports.get(node.domain or "", model.opset_imports.get(domain, 1))
+        if node.op_type == "Constant" or (node.domain, node.op_type) in local_functions \
+                or _expanded_by_ort(node.op_type, opset, node.domain):
+            continue  # no kernel needed: a stored tensor, or a function ORT inlines into kernels it has
         rows = [r for r in kernels.get((domain, node.op_type), []) if r[0] <= opset <= r[1]]
         dtype = node.inputs[0].dtype.name.lower() if node.inputs and node.inputs[0] is not None \
             and node.inputs[0].dtype is not None else None
@@ -84,6 +88,18 @@ def preflight(ctx) -> dict:
                                 "source": user_frame(meta.get("pkg.torch.onnx.stack_trace")), "why": why})
     return ctx.verdict(unsupported, table=f"onnxruntime {_ort_version()} CPU kernel registry "
                                           "(onnxruntime.capi get_all_opkernel_def)")
+
+
+def _expanded_by_ort(op_type: str, opset: int, domain: str) -> bool:
+    """ONNX ops defined as functions (HardSwish, Mish, GroupNormalization ...) run without a kernel
+    of their own: ONNX Runtime expands them into the ops of their body."""
+    import onnx
+
+    try:
+        schema = onnx.defs.get_schema(op_type, max_inclusive_version=opset, domain=domain or "")
+    except Exception:  # noqa: BLE001 — not an ONNX-defined op (e.g. com.microsoft): the registry decides
+        return False
+    return bool(schema.has_function or schema.has_context_dependent_function)
 
 
 def _ort_version() -> str:

@@ -55,22 +55,29 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     extra = {"samples_ms": times} if keep_samples else {}  # for `gate --baseline-file`
     notes = []
     stats = latency_stats(times)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before a profiled second session
     prof = None
     if profile:  # after the timed runs, in a separate profiled session: the latency above is unprofiled
-        prof = runner.profile(feeds, runs=min(max(20, len(times) // 2), 200))
-        if prof is None:
-            notes.append(f"per-operator profile: the {art.runtime} runtime exposes no per-operator profiler "
-                         "from Python here (profiled runtimes: onnxruntime, executorch)")
+        try:
+            prof = runner.profile(feeds, runs=min(max(20, len(times) // 2), 200))
+        except Exception as e:  # noqa: BLE001 — the profile is an extra: never lose the timing for it
+            prof = None
+            notes.append(f"per-operator profile failed: {type(e).__name__}: {str(e)[:200]}")
         else:
-            prof["coverage_of_p50"] = prof["ops_ms_per_run"] / stats["p50"] if stats["p50"] else None
-            if prof["coverage_of_p50"] and prof["coverage_of_p50"] > 1.3:
-                notes.append(f"per-operator times add up to {100 * prof['coverage_of_p50']:.0f}% of the unprofiled "
-                             "p50: the profiler's own per-operator cost (~10 us in ONNX Runtime) dominates a model "
-                             "this fast; read the shares as indicative")
+            if prof is None:
+                notes.append(f"per-operator profile: the {art.runtime} runtime exposes no per-operator profiler "
+                             "from Python here (profiled runtimes: onnxruntime, executorch)")
+            else:
+                prof["coverage_of_p50"] = prof["ops_ms_per_run"] / stats["p50"] if stats["p50"] else None
+                if prof["coverage_of_p50"] and prof["coverage_of_p50"] > 1.3:
+                    notes.append(f"per-operator times add up to {100 * prof['coverage_of_p50']:.0f}% of the "
+                                 "unprofiled p50: the profiler's own per-operator cost (~10 us in ONNX Runtime) "
+                                 "dominates a model this fast; read the shares as indicative")
     from .roofline import roofline
 
     try:
-        roof = roofline(manifest.model.get("cost"), stats["p50"], threads)
+        # a --fallback-model artifact is another model: its own cost, or none (never the main model's)
+        roof = roofline(art.model.get("cost") if art.model else manifest.model.get("cost"), stats["p50"], threads)
     except Exception as e:  # noqa: BLE001 — the roofline is an extra: never lose the timing for it
         roof = None
         notes.append(f"roofline not computed: {type(e).__name__}: {str(e)[:200]}")
@@ -81,7 +88,7 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
         "notes": notes,
         "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
         "latency_ms": stats, "runs": len(times), "profile": prof, "roofline": roof, "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb,
         "size_bytes": art.size_bytes, "threads": threads,
         # share of operators / FLOPs the runtime's accelerated backend takes (LiteRT, ExecuTorch)
         "delegation": art.converter.get("delegation"),

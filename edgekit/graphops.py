@@ -8,22 +8,35 @@ Runs in child processes (imports torch).
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
 
 
+# Toolchains whose frames are never the user's line (found without importing them).
+_TOOLCHAIN_PACKAGES = ("onnxscript", "onnx_ir", "onnx", "onnxruntime", "executorch", "litert_torch", "jax", "jaxlib",
+                       "torchao")
+
+
+@functools.lru_cache(maxsize=1)
 def _not_user_dirs() -> tuple[str, ...]:
-    """Folders whose frames are never the user's line: PyTorch, the standard library, edgekit."""
+    """Folders whose frames are never the user's line: PyTorch and the other toolchains, the standard
+    library, edgekit itself."""
+    import importlib.util
     import sysconfig
 
     import torch
 
     from . import converters, targets
 
-    return tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, converters, targets)) + (
-        os.path.dirname(os.path.abspath(__file__)) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
+    dirs = [os.path.dirname(m.__file__) for m in (torch, converters, targets)]
+    dirs += [os.path.dirname(os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"]]
+    for name in _TOOLCHAIN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        dirs += list(spec.submodule_search_locations or []) if spec else []
+    return tuple(d.rstrip(os.sep) + os.sep for d in dirs)
 
 
 def _is_user(path: str) -> bool:
@@ -55,6 +68,8 @@ def op_name(target) -> str:
     for t in (target, getattr(target, "_op", None)):  # ExecuTorch's EdgeOpOverload wraps the aten overload
         if isinstance(t, torch._ops.OpOverload):
             return str(t)
+    if isinstance(target, torch._ops.HigherOrderOperator):  # torch.cond, while_loop ...: real operators
+        return f"higher_order.{target.name()}"
     return getattr(target, "__name__", str(target))
 
 
@@ -127,7 +142,7 @@ def source_in_text(text: str) -> dict | None:
     return user_frame(text.replace("\r", ""))
 
 
-_OP_IN_TEXT = re.compile(r"\baten(?:\.|::)([A-Za-z0-9_]+)|%([A-Za-z0-9_]+)|'([A-Za-z0-9_]+)'")
+_OP_IN_TEXT = re.compile(r"\baten(?:\.|::)([A-Za-z0-9_]+)|%([A-Za-z0-9_]+)")
 
 
 def ops_in_text(text: str, ops: list[dict]) -> list[dict]:
@@ -139,8 +154,8 @@ def ops_in_text(text: str, ops: list[dict]) -> list[dict]:
     by_node = {o["node"]: o for o in ops}
     found: list[dict] = []
     for m in _OP_IN_TEXT.finditer(text):
-        base, node, quoted = m.groups()
-        hit = (by_base.get(base) if base else None) or by_node.get(node or quoted or "") \
+        base, node = m.groups()
+        hit = (by_base.get(base) if base else None) or by_node.get(node or "") \
             or (by_node.get(re.sub(r"^aten_|_default$", "", node)) if node else None)
         if hit and hit not in found:
             found.append(hit)

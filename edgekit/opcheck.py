@@ -117,7 +117,8 @@ def finding(f: dict) -> str:
     """One unsupported/slow operator in one line: op (node) at file:line `code`: why."""
     node = f" (node {f['node']})" if f.get("node") and f["node"] != f.get("op") else ""
     at = f" at {where(f.get('source'))}" if f.get("source") else ""
-    return f"{f['op']}{node}{at}: {f['why']}"
+    head = f"{f['op']}{node}{at}" if f.get("op") not in (None, "", "-") else at.strip()
+    return f"{head}: {f['why']}" if head else f["why"]
 
 
 def rewrite_for(findings: list[dict]) -> str | None:
@@ -141,7 +142,8 @@ def report_lines(profile, preflight: dict) -> list[str]:
     """The `check` report: per candidate, its verdict and the operators behind it."""
     verdicts = preflight["verdicts"]
     counts = preflight.get("op_counts", {})
-    lines = [f"model: {sum(counts.values())} operators after {preflight['export']}, {len(counts)} kinds: "
+    lines = [f"note: {n}" for n in preflight.get("notes", [])]
+    lines += [f"model: {sum(counts.values())} operators after {preflight['export']}, {len(counts)} kinds: "
              + ", ".join(f"{k} x{v}" for k, v in list(counts.items())[:8]) + (" ..." if len(counts) > 8 else "")
              ] if counts else []
     if preflight.get("export_error"):
@@ -197,15 +199,14 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
         raise ToolchainMissing(f"target {target!r} cannot be checked here: not installed: {first}",
                                hint=deps.TOOLCHAINS[first].install)
     tmp = Path(tempfile.mkdtemp(prefix="edgekit-check-"))
-    try:
-        print(f"[edgekit] check {spec} for target '{profile.name}' (export once, then each toolchain's tables) ...",
-              file=sys.stderr, flush=True)
-        info = run_step("check", "edgekit.steps:prepare",
-                        {"spec": spec, "weights": weights, "workdir": str(tmp / "work"),
-                         "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
-                         "converters": [c.converter for c in usable]}, tmp / "logs")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"[edgekit] check {spec} for target '{profile.name}' (export once, then each toolchain's tables) ...",
+          file=sys.stderr, flush=True)
+    # on failure the temp folder stays: the error names its log
+    info = run_step("check", "edgekit.steps:prepare",
+                    {"spec": spec, "weights": weights, "workdir": str(tmp / "work"),
+                     "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
+                     "converters": [c.converter for c in usable]}, tmp / "logs")
+    shutil.rmtree(tmp, ignore_errors=True)
     pre = info["preflight"]
     if info["export"].get("error"):  # the ONNX export is one more finding for ONNX-based candidates
         for c in usable:
@@ -224,9 +225,12 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps({"model": info["name"], "target": profile.name, **pre}, indent=2))
-    failing = [c.id for c in profile.candidates if pre["verdicts"].get(c.converter, {}).get("status") == "fails"]
-    if len(failing) == len(profile.candidates):
+    failing = [c.id for c in usable if pre["verdicts"].get(c.converter, {}).get("status") == "fails"]
+    if len(failing) == len(usable):  # every candidate that can be built here would fail
+        only_source = all(pre["verdicts"].get(c.converter, {}).get("stage") == "source" for c in usable)
         raise ConversionError(f"no candidate of target {target!r} can convert this model (pre-flight check)",
-                              hint=rewrite_for([f for v in pre["verdicts"].values() for f in v["unsupported"]])
+                              hint="this target's converters need a PyTorch model (file.py:factory, a .pt2 export or "
+                                   "builtin:NAME); ONNX sources go to --target cpu" if only_source else
+                              rewrite_for([f for v in pre["verdicts"].values() for f in v["unsupported"]])
                               or "see the operators listed above")
     return EXIT_DEGRADED if failing else 0

@@ -63,7 +63,9 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             continue
         if trust_preflight and verdict and verdict["status"] == "fails":
             failed.append({"id": c.id, "stage": "check", "error": failure_message(c.id, verdict),
-                           "hint": rewrite_for(verdict["unsupported"])
+                           "hint": ("this converter needs a PyTorch model (file.py:factory, a .pt2 export or "
+                                    "builtin:NAME); the ONNX candidates of the target take this one")
+                           if verdict.get("stage") == "source" else rewrite_for(verdict["unsupported"])
                            or "compile --no-preflight converts it anyway (the check reads the toolchain's own tables)"})
             _say_failed(failed[-1])
             continue

@@ -55,13 +55,18 @@ def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], li
     """(rows per usable artifact with its bench result, rows for artifacts/candidates not run, bench results)."""
     from .bundle import open_bundle
     from .cli import _bench_all
+    from .errors import EdgekitError
 
     rows, not_run, results = [], [], []
     for b in bundles:
         m = open_bundle(b)
         model, target = m.model["name"], m.target["name"]
-        usable = [a.id for a in m.usable()]
-        bench = {r["artifact"]: r for r in _bench_all(b, m, usable, bench_args.threads, bench_args)}
+        bench, bench_failed = {}, {}
+        for aid in [a.id for a in m.usable()]:  # one artifact that cannot run here does not sink the report
+            try:
+                bench[aid] = _bench_all(b, m, [aid], bench_args.threads, bench_args)[0]
+            except EdgekitError as e:
+                bench_failed[aid] = e.message
         for r in bench.values():
             r["bundle"] = str(b)
         results += bench.values()
@@ -72,6 +77,8 @@ def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], li
                    "size_bytes": a.size_bytes, "verification": a.verification.status,
                    "reason": a.verification.reason, "quality_kind": kind, "quality": q,
                    "toolchain": a.toolchain, "bench": bench.get(a.id)}
+            if a.id in bench_failed:
+                row["verification"], row["reason"] = "not benchmarked", f"bench failed here: {bench_failed[a.id]}"
             (rows if a.id in bench else not_run).append(row)
         for f in m.failed_candidates:
             not_run.append({"bundle": str(b), "model": model, "target": target, "artifact": f["id"],

@@ -55,7 +55,9 @@ def _cpu_key() -> str:
                 break
     except OSError:
         pass
-    return hashlib.sha256(f"{model}|{platform.machine()}".encode()).hexdigest()[:16]
+    import numpy  # its BLAS is what is measured
+
+    return hashlib.sha256(f"{model}|{platform.machine()}|numpy {numpy.__version__}".encode()).hexdigest()[:16]
 
 
 def peak_gflops() -> dict:

@@ -163,6 +163,18 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     return info
 
 
+def _advisory(fn, fallback, notes: list, what: str):
+    """Run a piece of the check that is advice only: its failure is a note, never a failed compile."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        notes.append(f"{what} not available: {root_cause(e)}")
+        return fallback
+
+
 def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
     """Op census + each converter's verdict; the full op list (with source lines) goes to ops.json
     so a failed conversion's message can name the op and the user's line."""
@@ -170,13 +182,16 @@ def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
     from .opcheck import OpContext, export_program, ops_of_onnx, run_checks
 
     onnx_ok = work.onnx_path.exists() and not export.get("error")
+    ops, notes = [], []
     if src.kind == "torch":
         from .graphops import list_ops
 
         exported, err = export_program(src.module, src.example)
-        ops = list_ops(exported.graph) if exported is not None else []
+        if exported is not None:
+            ops = _advisory(lambda: list_ops(exported.graph), [], notes, "op list")
     else:
-        exported, err, ops = None, None, ops_of_onnx(work.onnx_path)
+        exported, err = None, None
+        ops = _advisory(lambda: ops_of_onnx(src.onnx_path), [], notes, "op list")
     ctx = OpContext(exported=exported, ops=ops, export_error=err, is_torch=src.kind == "torch",
                     onnx_path=work.onnx_path if onnx_ok else None,
                     onnx_error={"error": export["error"], "source": export.get("source")} if export.get("error")
@@ -184,7 +199,8 @@ def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
     (work.dir / "ops.json").write_text(json.dumps({"ops": ops, "export_error": err}, indent=1))
     from .graphops import cost
 
-    return {"cost": cost(exported) if exported is not None else None, "export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
+    return {"cost": _advisory(lambda: cost(exported), None, notes, "FLOP count") if exported is not None else None,
+            "notes": notes, "export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
             "op_counts": summarize(ops), "verdicts": run_checks(ctx, converters)}
 
 

@@ -100,6 +100,25 @@ def test_check_unusual_dtype(tmp_path):
     assert rep["verdicts"]["torchscript"]["status"] == "ok"
 
 
+def test_check_onnx_source_with_function_ops(tmp_path):
+    """An ONNX source: HardSwish is an ONNX *function* (ORT has no kernel of its own for it and runs
+    its expansion), so ONNX Runtime is ok; converters that need a PyTorch model say so."""
+    import onnx_ir as ir
+    import torch
+
+    class HardSwish(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.hardswish(x * 2.0)
+
+    path = tmp_path / "hardswish.onnx"
+    torch.onnx.export(HardSwish(), (torch.randn(1, 8),), str(path), dynamo=True, external_data=False)
+    assert "HardSwish" in {n.op_type for n in ir.load(str(path)).graph}
+    p = edgekit("check", "--model", path, "--target", "cpu")
+    assert p.returncode == 12 and "[ok  ] onnxruntime-fp32" in p.stdout, p.stdout + p.stderr
+    assert "takes a PyTorch model" in p.stdout  # the TorchScript candidate
+    no_traceback(p)
+
+
 def test_check_default_model_has_no_false_alarm():
     p = edgekit("check", "--target", "cpu")  # the default model (digits CNN)
     assert p.returncode == 0, p.stderr

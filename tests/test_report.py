@@ -27,7 +27,8 @@ def bench(bundle, artifact, tmp_path, *extra) -> dict:
 def check_profile(r: dict, expect_ops: set[str]) -> None:
     p = r["profile"]
     # the operators' own times account for most of the (separately measured, unprofiled) median
-    assert 0.6 <= p["coverage_of_p50"] <= 1.5, (p["coverage_of_p50"], r["latency_ms"]["p50"], p["ops_ms_per_run"])
+    # (two separate runs, one profiled: a wide window; measured here 1.06 ORT and 0.95 ExecuTorch on MiniLM)
+    assert 0.5 <= p["coverage_of_p50"] <= 2.0, (p["coverage_of_p50"], r["latency_ms"]["p50"], p["ops_ms_per_run"])
     top = {o["op"] for o in p["ops"][:3]}
     assert top & expect_ops, top
     assert abs(sum(o["share"] for o in p["ops"]) - 1.0) < 1e-6 and all(o["count"] >= 1 for o in p["ops"][:5])
