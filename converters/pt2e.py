@@ -183,6 +183,14 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
                 if dynamic:
                     break
         q = convert_pt2e(prepared, fold_quantize=fold_quantize)
+        quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
+        if not quantized and not tables:  # an "INT8" artifact that is FP32 inside would be a lie
+            ops = sorted({str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
+                          for n in exported.graph.nodes if n.op == "call_function"})[:8]
+            raise ValueError("INT8 was requested but the quantizer quantized none of this model's operators "
+                             f"(its ops: {', '.join(ops)}); the artifact would be FP32 under an INT8 label. "
+                             "Use the FP32 artifact")
+        info["quantized_tensors"] = quantized
         cos = cosine(float_out, _outputs(q, calib))
         mode = "dynamic" if dynamic else "static"
         info[f"{mode}_cosine_on_calibration"] = round(cos, 6)

@@ -221,6 +221,9 @@ def test_delegation_share_below_the_profile_minimum_fails_verification(tmp_path)
     assert lit["verification"]["metrics"]["output"]["cosine"] > 0.9999  # numerically fine: rejected for speed
     assert arts["onnxruntime-fp32-plain"]["role"] == "primary"
     assert man["target"]["min_delegated_flops_share"] == 0.9
+    # and PT2E quantizes nothing in a Conv3d model: no "INT8" artifact that is FP32 inside
+    f = next(f for f in man["failed_candidates"] if f["id"] == "litert-int8")
+    assert "FP32 under an INT8 label" in f["error"] and "conv3d" in f["error"]
 
 
 def test_rewrites_list_is_dated_and_its_advice_is_right():

@@ -38,6 +38,7 @@ def test_digits_android_every_runtime_and_precision_verified(digits_android):
             assert a["size_bytes"] <= 0.35 * fp32["size_bytes"], (a["id"], a["size_bytes"], fp32["size_bytes"])
             q = a["converter"]["quantization"]
             assert q["mode"] == "static" and q["calibration_samples"] == 64 and q["static_cosine_on_calibration"] > 0.99
+            assert q["quantized_tensors"] >= 4  # 2 convs + 2 linears really quantized
             assert abs(v["accuracy"] - m["model"]["source_accuracy"]) <= 0.02
     assert m["model"]["calibration"]["samples"] == 200 and len(m["model"]["calibration"]["sha256"]) == 64
     # The LiteRT INT8 file takes and gives int8 tensors: the manifest records their scale/zero point.
