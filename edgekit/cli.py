@@ -159,6 +159,7 @@ def cmd_bench(args) -> int:
         print(f"[edgekit] primary: {manifest.usable()[0].id} (fastest p50 on {choice['measured_on']}: "
               + ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(), key=lambda x: x[1]))
               + ")", file=sys.stderr)
+    _record(args, "bench", results, manifest)
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
         _write_json(args.json, payload)
@@ -214,6 +215,8 @@ def cmd_verify(args) -> int:
             bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
         print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
                      f"{bundle} on {args.device}: sha256 of every file OK on the device"))
+        _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on":
+                                  f"device {args.device}"} for r in rows], manifest)
         if bad:
             raise VerificationFailed("self-test failed on the device: " + "; ".join(bad))
         return 0
@@ -226,8 +229,49 @@ def cmd_verify(args) -> int:
     print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
                  f"{bundle}: sha256 of every file OK; {(manifest.selftest or {}).get('samples', 0)} "
                  "self-test vectors per artifact"))
+    _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": "host",
+                              "cosine": r[2]} for r in rows], manifest)
     if bad:
         raise VerificationFailed("self-test failed: " + "; ".join(bad))
+    return 0
+
+
+def _record(args, kind: str, results: list[dict], manifest) -> None:
+    """Every bench/verify result goes into the history database, unless --no-history. A history
+    that cannot be written is a warning: it never costs the user the result itself."""
+    if getattr(args, "no_history", False):
+        return
+    from . import history
+
+    try:
+        for r in results:
+            history.record(kind, r, manifest, args.history)
+    except Exception as e:  # noqa: BLE001
+        print(f"edgekit: warning: result not recorded in the history ({args.history or history.default_path()}): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+
+
+def cmd_history(args) -> int:
+    from . import history
+
+    found = history.series(args.history, args.model, args.target, args.artifact)
+    if not found:
+        print(f"no bench results in {args.history or history.default_path()}"
+              + (" for that selection" if args.model or args.target or args.artifact else ""))
+        return 0
+    rows, out = [], []
+    for (model, target, artifact, device), pts in sorted(found.items(), key=lambda kv: [str(x) for x in kv[0]]):
+        values = [p for _, p in pts]
+        cp = history.change_point(values, min_effect=args.min_effect)
+        flag = (f"STEP x{cp['ratio']:.2f} at run {cp['index'] + 1} ({pts[cp['index']][0]})" if cp else "-")
+        rows.append([model, target, artifact, device, str(len(values)), pts[0][0][:10], pts[-1][0][:10],
+                     f"{history._median(values[:5]):.3f}", f"{history._median(values[-5:]):.3f}", flag])
+        out.append({"model": model, "target": target, "artifact": artifact, "device": device,
+                    "runs": [{"at": w, "p50_ms": v} for w, v in pts], "change_point": cp})
+    print(render(["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms",
+                  "last-5 p50 ms", "change point"], rows, f"history: {args.history or history.default_path()}"))
+    if args.json:
+        _write_json(args.json, out)
     return 0
 
 
@@ -300,7 +344,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -310,6 +354,12 @@ def _add_device_opts(p):
     p.add_argument("--identity", help="SSH private key for --device")
     p.add_argument("--device-python", default="python3", help="python on the device (default python3)")
     p.add_argument("--known-hosts", help="known_hosts file for --device (default: ssh's own)")
+
+
+def _add_history_opts(p):
+    p.add_argument("--history", help="record results in this SQLite file (default $EDGEKIT_HISTORY or "
+                   "~/.local/share/edgekit/history.sqlite)")
+    p.add_argument("--no-history", action="store_true", help="do not record the results")
 
 
 def _add_bench_opts(p):
@@ -359,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the bundle's primary (needs --all; --device unless this host is the target)")
     _add_bench_opts(b)
     _add_device_opts(b)
+    _add_history_opts(b)
     b.add_argument("--keep-samples", action="store_true", help="include every timed run in the JSON (samples_ms), "
                    "e.g. to use as `gate --baseline-file`")
     b.add_argument("--profile", action="store_true", help="per-operator times from the runtime's own profiler "
@@ -378,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check a bundle's files and re-run its self-test vectors here")
     v.add_argument("bundle")
     _add_device_opts(v)
+    _add_history_opts(v)
+    h = sub.add_parser("history", help="bench results over time per model/target/artifact/device, with a "
+                       "change-point check that flags steps and slow creep")
+    h.add_argument("--model")
+    h.add_argument("--target")
+    h.add_argument("--artifact")
+    h.add_argument("--history", help="the SQLite file (default $EDGEKIT_HISTORY or "
+                   "~/.local/share/edgekit/history.sqlite)")
+    h.add_argument("--min-effect", type=float, default=0.05, help="smallest step reported (default 0.05 = 5%%)")
+    h.add_argument("--json", help="write every series and its change point as JSON")
     k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
     k.add_argument("bundle")
     k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux"])

@@ -18,6 +18,8 @@ def pytest_configure(config):
     import tempfile
 
     os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+    # and results go to a throwaway history database, never the user's
+    os.environ["EDGEKIT_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="edgekit-test-history-"), "history.sqlite")
 
 
 def edgekit(*args, cwd=None, check=False, timeout=900, env=None) -> subprocess.CompletedProcess:
