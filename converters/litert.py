@@ -61,9 +61,9 @@ def _is_dynamic(node) -> bool:
     """An output whose size depends on the data (an unbacked symbol, e.g. from torch.nonzero)."""
     from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
-    val = node.meta.get("val")
-    return any(free_unbacked_symbols(v.shape) for v in (val if isinstance(val, (list, tuple)) else [val])
-               if hasattr(v, "shape"))
+    from edgekit.graphops import node_values
+
+    return any(free_unbacked_symbols(v.shape) for v in node_values(node) if hasattr(v, "shape"))
 
 
 def preflight(ctx) -> dict:

@@ -252,6 +252,8 @@ def _record(args, kind: str, results: list[dict], manifest) -> None:
 
 
 def cmd_history(args) -> int:
+    from statistics import median
+
     from . import history
 
     found = history.series(args.history, args.model, args.target, args.artifact)
@@ -265,7 +267,7 @@ def cmd_history(args) -> int:
         cp = history.change_point(values, min_effect=args.min_effect)
         flag = (f"STEP x{cp['ratio']:.2f} at run {cp['index'] + 1} ({pts[cp['index']][0]})" if cp else "-")
         rows.append([model, target, artifact, device, str(len(values)), pts[0][0][:10], pts[-1][0][:10],
-                     f"{history._median(values[:5]):.3f}", f"{history._median(values[-5:]):.3f}", flag])
+                     f"{median(values[:5]):.3f}", f"{median(values[-5:]):.3f}", flag])
         out.append({"model": model, "target": target, "artifact": artifact, "device": device,
                     "runs": [{"at": w, "p50_ms": v} for w, v in pts], "change_point": cp})
     print(render(["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms",

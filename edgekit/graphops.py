@@ -54,13 +54,6 @@ def user_frame(stack_trace: str | None) -> dict | None:
     return {"file": f, "line": int(line), "function": func, "code": code.strip()[:160]}
 
 
-def where(src: dict | None) -> str:
-    """'file.py:12 `code`' for messages; '' when the export did not know."""
-    if not src:
-        return ""
-    return f"{src['file']}:{src['line']} `{src['code']}`"
-
-
 def op_name(target) -> str:
     """'aten.cumsum.default' for an aten/edge op overload; the callable's name otherwise."""
     import torch
@@ -73,10 +66,14 @@ def op_name(target) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _dtypes(node) -> list[str]:
+def node_values(node) -> list:
+    """The node's output value(s) as recorded by the export (fake tensors, sizes), as a list."""
     val = node.meta.get("val")
-    vals = val if isinstance(val, (list, tuple)) else [val]
-    return sorted({str(v.dtype).replace("torch.", "") for v in vals if hasattr(v, "dtype")})
+    return list(val) if isinstance(val, (list, tuple)) else [val]
+
+
+def _dtypes(node) -> list[str]:
+    return sorted({str(v.dtype).replace("torch.", "") for v in node_values(node) if hasattr(v, "dtype")})
 
 
 # Bookkeeping nodes torch.export adds (shape asserts, symbolic sizes): not operators a toolchain converts.
@@ -218,8 +215,7 @@ def cost(exported) -> dict:
         if n.op != "call_function" or is_bookkeeping(op_name(n.target)):
             continue
         flops += node_flops(n)
-        val = n.meta.get("val")
-        for v in (val if isinstance(val, (list, tuple)) else [val]):
+        for v in node_values(n):
             if hasattr(v, "numel") and hasattr(v, "element_size"):
                 try:
                     act += int(v.numel()) * v.element_size()

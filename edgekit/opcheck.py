@@ -185,14 +185,14 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     from .converters import CONVERTERS
     from .errors import EXIT_DEGRADED, ConversionError, ToolchainMissing
     from .isolate import run_step
-    from .pipeline import candidate_toolchains
+    from .pipeline import _missing_toolchains
     from .sources import DEFAULT_MODEL, preflight
     from .targets import get_profile
 
     spec = spec or DEFAULT_MODEL
     profile = get_profile(target)
     preflight(spec, weights)
-    missing = {c.id: [t for t in candidate_toolchains(c) if not deps.available(t)] for c in profile.candidates}
+    missing = {c.id: _missing_toolchains(c) for c in profile.candidates}
     usable = [c for c in profile.candidates if not missing[c.id]]
     if not usable:
         first = next(iter(missing.values()))[0]
@@ -207,14 +207,7 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
                      "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
                      "converters": [c.converter for c in usable]}, tmp / "logs")
     shutil.rmtree(tmp, ignore_errors=True)
-    pre = info["preflight"]
-    if info["export"].get("error"):  # the ONNX export is one more finding for ONNX-based candidates
-        for c in usable:
-            if CONVERTERS[c.converter][4]:
-                pre["verdicts"][c.converter] = {
-                    "status": "fails", "not_accelerated": [], "table": "torch.onnx.export (dynamo)",
-                    "unsupported": [{"op": "ONNX export", "node": "", "source": info["export"].get("source"),
-                                     "why": info["export"]["error"]}]}
+    pre = info["preflight"]  # an ONNX export failure is already onnx-ort's verdict (onnx_ort.preflight)
     for c in profile.candidates:
         if missing[c.id]:
             pre["verdicts"].setdefault(c.converter, {

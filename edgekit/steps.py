@@ -157,8 +157,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
     }
     if converters:
-        info["preflight"] = _preflight(src, work, export, converters)
-        info["cost"] = info["preflight"].pop("cost", None)
+        info["preflight"], info["cost"] = _preflight(src, work, export, converters)
     (work.dir / "model.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -175,9 +174,9 @@ def _advisory(fn, fallback, notes: list, what: str):
         return fallback
 
 
-def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
-    """Op census + each converter's verdict; the full op list (with source lines) goes to ops.json
-    so a failed conversion's message can name the op and the user's line."""
+def _preflight(src, work: Work, export: dict, converters: list[str]) -> tuple[dict, dict | None]:
+    """(op census + each converter's verdict, the model's FLOPs/bytes); the full op list (with
+    source lines) goes to ops.json so a failed conversion's message can name the op and the line."""
     from .graphops import summarize
     from .opcheck import OpContext, export_program, ops_of_onnx, run_checks
 
@@ -194,14 +193,14 @@ def _preflight(src, work: Work, export: dict, converters: list[str]) -> dict:
         ops = _advisory(lambda: ops_of_onnx(src.onnx_path), [], notes, "op list")
     ctx = OpContext(exported=exported, ops=ops, export_error=err, is_torch=src.kind == "torch",
                     onnx_path=work.onnx_path if onnx_ok else None,
-                    onnx_error={"error": export["error"], "source": export.get("source")} if export.get("error")
-                    else None)
+                    onnx_error={"op": "ONNX export", "error": export["error"], "source": export.get("source")}
+                    if export.get("error") else None)
     (work.dir / "ops.json").write_text(json.dumps({"ops": ops, "export_error": err}, indent=1))
     from .graphops import cost
 
-    return {"cost": _advisory(lambda: cost(exported), None, notes, "FLOP count") if exported is not None else None,
-            "notes": notes, "export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
-            "op_counts": summarize(ops), "verdicts": run_checks(ctx, converters)}
+    model_cost = _advisory(lambda: cost(exported), None, notes, "FLOP count") if exported is not None else None
+    return ({"notes": notes, "export": "torch.export" if src.kind == "torch" else "ONNX graph", "export_error": err,
+             "op_counts": summarize(ops), "verdicts": run_checks(ctx, converters)}, model_cost)
 
 
 @contextmanager
