@@ -5,6 +5,7 @@ exports into ORT's fused kernels (Attention, SkipLayerNormalization, BiasGelu ..
 `onnxruntime.transformers.optimizer` finds no attention in dynamo exports, so it is not used.
 The fused graph uses com.microsoft ops: it runs on ONNX Runtime only, which is this artifact's
 runtime. Hardware-specific layout optimizations are left to session creation on the device.
+INT8 candidates go through ONNX Runtime's quantizer instead (ort_int8.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from pathlib import Path
 def convert(work, candidate, out_path: Path) -> dict:
     import onnx_ir as ir
 
+    if candidate.precision == "int8":
+        from .ort_int8 import quantize
+
+        return quantize(work, out_path)
     info: dict = {"name": "onnx-ort", "fusions": {}}
     if not candidate.options.get("fuse", True):
         shutil.copyfile(work.onnx_path, out_path)

@@ -84,7 +84,7 @@ def cmd_compile(args) -> int:
 
     bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model,
                                      calibration=args.calibration, layout=args.layout,
-                                     op_check=not args.no_preflight)
+                                     op_check=not args.no_preflight, precision=args.precision)
     bench = {}
     if args.bench:
         ids = [a.id for a in manifest.usable()]
@@ -108,7 +108,8 @@ def cmd_report(args) -> int:
     from .report import make_report
 
     args.keep_samples, args.profile = True, True  # distributions and per-op breakdown need both
-    return make_report(args.bundles, args.html, args.markdown, args.json, args)
+    return make_report(args.bundles, args.html, args.markdown, args.json, args, args.sweep or [],
+                       args.history, args.model, args.target)
 
 
 def cmd_check(args) -> int:
@@ -277,6 +278,21 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Exit 0 when every cell built a verified artifact, 12 when some did, 6 when none did."""
+    from .errors import EXIT_DEGRADED
+    from .sweep import TABLE, sweep, table_lines
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    out, rows = sweep(args.matrix, args.out, args.workers, args.ray, args.force, args.history, not args.no_history)
+    print(render(TABLE, table_lines(rows), f"sweep: {out / 'sweep.json'}"))
+    if args.json:
+        _write_json(args.json, rows)
+    failed = sum(r["status"] == "failed" for r in rows)
+    return 0 if not failed else EXIT_DEGRADED if failed < len(rows) else 6
+
+
 def cmd_package(args) -> int:
     from .package import package_bundle
 
@@ -297,7 +313,8 @@ def cmd_targets(args) -> int:
     for p in all_profiles():
         for i, c in enumerate(p.candidates):
             missing = [t for t in candidate_toolchains(c) if not deps.available(t)]
-            rows.append([p.name if i == 0 else "", "primary" if i == 0 else f"fallback {i}", c.runtime, c.precision,
+            role = "primary" if i == 0 else ("--precision " + c.precision if c.on_request else f"fallback {i}")
+            rows.append([p.name if i == 0 else "", role, c.runtime, c.precision,
                          c.converter, "yes" if not missing else f"no: {deps.TOOLCHAINS[missing[0]].install}",
                          p.description if i == 0 else ""])
     print(render(["target", "preference", "runtime", "precision", "converter", "installed", "description"], rows))
@@ -346,7 +363,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -388,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "like the inputs) or a folder of them; default: the model's own calibration set, else its example")
     c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                    help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
+    c.add_argument("--precision", help="build only this precision's candidates (fp32, int8), including those the "
+                   "target builds on request only (e.g. cpu's ONNX Runtime INT8); default: the target's default set")
     c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
                    "check says they cannot (the check still runs and is recorded)")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
@@ -399,7 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--json", help="write the full report (every operator, verdict and table) as JSON")
     rp = sub.add_parser("report", help="benchmark bundles' artifacts and write one self-contained HTML page "
                         "(+ Markdown summary) with plots")
-    rp.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    rp.add_argument("bundles", nargs="*", metavar="BUNDLE")
+    rp.add_argument("--sweep", action="append", metavar="SWEEP.json", help="a finished sweep's results (repeat)")
+    rp.add_argument("--history", nargs="?", const="", metavar="DB", help="latency over time from the history "
+                    "database (default $EDGEKIT_HISTORY or ~/.local/share/edgekit/history.sqlite), with change points")
+    rp.add_argument("--model", help="with --history: only this model")
+    rp.add_argument("--target", help="with --history: only this target")
     rp.add_argument("--html", required=True, help="the page to write (self-contained, no network)")
     rp.add_argument("--markdown", help="a Markdown summary for CI logs and pull requests")
     _add_bench_opts(rp)
@@ -441,6 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.local/share/edgekit/history.sqlite)")
     h.add_argument("--min-effect", type=float, default=0.05, help="smallest step reported (default 0.05 = 5%%)")
     h.add_argument("--json", help="write every series and its change point as JSON")
+    sw = sub.add_parser("sweep", help="compile+verify+bench every cell of a models x targets x precisions (x devices) "
+                        "matrix (TOML), locally or on a Ray cluster; results go to the history database")
+    sw.add_argument("matrix", metavar="MATRIX.toml")
+    sw.add_argument("--out", help="folder for the cells' bundles and sweep.json (default build/sweep-NAME)")
+    sw.add_argument("--workers", type=int, help="local worker processes (default: half the CPU cores)")
+    sw.add_argument("--ray", metavar="ADDRESS", help="run the cells on this Ray cluster (e.g. 127.0.0.1:6379; "
+                    "needs pip install 'edgekit[sweep]' here and on the nodes)")
+    sw.add_argument("--force", action="store_true", help="rerun cells whose inputs have not changed")
+    sw.add_argument("--json", help="write the results table as JSON")
+    _add_history_opts(sw)
     k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
     k.add_argument("bundle")
     k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux"])

@@ -42,6 +42,8 @@ TOOLCHAINS: dict[str, Toolchain] = {
                   "LiteRT interpreter (runs .tflite, XNNPACK delegate)"),
         Toolchain("executorch", "executorch", "executorch", "pip install 'edgekit[executorch]'",
                   "PyTorch -> ExecuTorch (.pte, XNNPACK) and its runtime"),
+        Toolchain("ray", "ray", "ray", "pip install 'edgekit[sweep]'",
+                  "`edgekit sweep --ray ADDRESS`: runs sweep cells on a Ray cluster"),
         Toolchain("builtin-models", "sklearn", "scikit-learn", "pip install 'edgekit[builtin]'",
                   "built-in models and their data (digits, photos, MiniLM)"),
     ]

@@ -1,7 +1,8 @@
 """Every bench and verify result, kept in one SQLite file with its provenance; trends and a
 change-point check over them.
 
-The database is one file (default ~/.local/share/edgekit/history.sqlite; $EDGEKIT_HISTORY or
+Sweep cells (edgekit.sweep) are kept in their own table keyed by the hash of their inputs, so a
+rerun sweep can reuse what is unchanged. The database is one file (default ~/.local/share/edgekit/history.sqlite; $EDGEKIT_HISTORY or
 --history PATH to move it, --no-history to skip). Each result is stored once: its key is the
 sha256 of the result itself, so re-recording the same result (a retried job, a re-imported JSON)
 writes nothing. SQLite's WAL mode and a busy timeout let several processes record at once.
@@ -36,6 +37,15 @@ CREATE TABLE IF NOT EXISTS results (
     edgekit_version TEXT, git_commit TEXT, toolchains TEXT, environment TEXT, payload TEXT
 );
 CREATE INDEX IF NOT EXISTS results_series ON results (model, target, artifact, device, recorded_at);
+CREATE TABLE IF NOT EXISTS sweep_cells (
+    id INTEGER PRIMARY KEY,
+    cell_key TEXT NOT NULL,
+    sweep TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    model TEXT, target TEXT, precision TEXT, device TEXT, status TEXT, error TEXT, result TEXT,
+    UNIQUE (cell_key, sweep)
+);
+CREATE INDEX IF NOT EXISTS sweep_cells_key ON sweep_cells (cell_key, finished_at);
 """
 
 
@@ -90,6 +100,26 @@ def record(kind: str, result: dict, manifest, path: Path | None = None, recorded
         cur = db.execute(f"INSERT OR IGNORE INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                          list(row.values()))
         return cur.rowcount == 1
+
+
+def record_cell(res: dict, path: Path | None = None) -> bool:
+    """One finished sweep cell (failed ones too, with their error); once per cell and sweep."""
+    c = res["cell"]
+    with connect(path) as db:
+        cur = db.execute("INSERT OR IGNORE INTO sweep_cells (cell_key, sweep, finished_at, model, target, precision, "
+                         "device, status, error, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (res["cell_key"], res["sweep"], datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          c["model"], c["target"], c["precision"], c["device"], res["status"], res.get("error"),
+                          json.dumps(res, default=str)))
+        return cur.rowcount == 1
+
+
+def cell_result(cell_key: str, path: Path | None = None) -> dict | None:
+    """The latest stored result of a sweep cell with these exact inputs, or None."""
+    with connect(path) as db:
+        row = db.execute("SELECT result FROM sweep_cells WHERE cell_key = ? ORDER BY finished_at DESC, id DESC LIMIT 1",
+                         (cell_key,)).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 def series(path: Path | None = None, model: str | None = None, target: str | None = None,

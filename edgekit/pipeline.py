@@ -167,9 +167,11 @@ def _with_layout(profile, layout: str | None):
 
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
                   fallback_model: str | None = None, calibration: str | None = None,
-                  layout: str | None = None, op_check: bool = True) -> tuple[Path, Manifest]:
+                  layout: str | None = None, op_check: bool = True,
+                  precision: str | None = None) -> tuple[Path, Manifest]:
     spec = spec or DEFAULT_MODEL
-    profile = _with_layout(get_profile(target), layout)  # unknown target fails here, before any work
+    # Unknown target or a precision it lacks fails here, before any work.
+    profile = _with_layout(get_profile(target).for_precision(precision), layout)
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
     if calibration and not Path(calibration).exists():
         raise UsageError(f"--calibration {calibration}: no such file or folder")

@@ -35,6 +35,9 @@ class Candidate:
     precision: str
     options: dict = field(default_factory=dict)
     variant: str = ""  # tells apart two candidates on one runtime+precision, e.g. "plain"
+    # Built only when `compile --precision` names this precision: a precision the target does not
+    # prefer by default, whose build costs time every default compile would pay for nothing.
+    on_request: bool = False
 
     @property
     def id(self) -> str:
@@ -61,3 +64,21 @@ class TargetProfile:
 
     def tolerance(self, precision: str) -> Tolerance:
         return self.tolerances[precision]
+
+    def precisions(self) -> list[str]:
+        return list(dict.fromkeys(c.precision for c in self.candidates))
+
+    def for_precision(self, precision: str | None) -> "TargetProfile":
+        """The profile narrowed to one precision (on-request candidates included), or its default
+        candidates when precision is None."""
+        from dataclasses import replace
+
+        from .errors import UsageError
+
+        if precision is None:
+            return replace(self, candidates=tuple(c for c in self.candidates if not c.on_request))
+        chosen = tuple(c for c in self.candidates if c.precision == precision)
+        if not chosen:
+            raise UsageError(f"target {self.name!r} has no {precision} candidate",
+                             hint=f"its precisions: {', '.join(self.precisions())}")
+        return replace(self, candidates=chosen)

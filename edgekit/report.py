@@ -1,4 +1,7 @@
-"""`edgekit report BUNDLE... --html FILE [--markdown FILE] [--json FILE]`: one self-contained page.
+"""`edgekit report [BUNDLE...] [--sweep SWEEP.json] [--history [DB]] --html FILE`: one self-contained page.
+
+Bundles are benchmarked here; a sweep's results (its sweep.json) and the history database's series
+(with their change points) are reported as recorded, without re-measuring.
 
 Every usable artifact of every bundle is benchmarked here (one run each, with the per-operator
 profile where the runtime has one); the bench JSON is written next to the page and every number in
@@ -51,6 +54,26 @@ def pareto(points: list[tuple[float, float, float]]) -> list[bool]:
     return flags
 
 
+def _rows(m, label: str, bench: dict, bench_failed: dict) -> tuple[list[dict], list[dict]]:
+    """(benchmarked rows, not-run rows) for one bundle's manifest and its bench results by artifact."""
+    model, target = m.model["name"], m.target["name"]
+    rows, not_run = [], []
+    for a in m.artifacts:
+        kind, q = _quality(a)
+        row = {"bundle": label, "model": model, "model_sha256": m.model.get("sha256"), "target": target,
+               "artifact": a.id, "role": a.role, "runtime": a.runtime, "precision": a.precision,
+               "size_bytes": a.size_bytes, "verification": a.verification.status,
+               "reason": a.verification.reason, "quality_kind": kind, "quality": q,
+               "toolchain": a.toolchain, "bench": bench.get(a.id)}
+        if a.id in bench_failed:
+            row["verification"], row["reason"] = "not benchmarked", f"bench failed: {bench_failed[a.id]}"
+        (rows if a.id in bench else not_run).append(row)
+    for f in m.failed_candidates:
+        not_run.append({"bundle": label, "model": model, "target": target, "artifact": f["id"],
+                        "verification": "not built", "reason": f"{f.get('stage', '')}: {f['error']}"})
+    return rows, not_run
+
+
 def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], list[dict]]:
     """(rows per usable artifact with its bench result, rows for artifacts/candidates not run, bench results)."""
     from .bundle import open_bundle
@@ -60,7 +83,6 @@ def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], li
     rows, not_run, results = [], [], []
     for b in bundles:
         m = open_bundle(b)
-        model, target = m.model["name"], m.target["name"]
         bench, bench_failed = {}, {}
         for aid in [a.id for a in m.usable()]:  # one artifact that cannot run here does not sink the report
             try:
@@ -70,20 +92,45 @@ def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], li
         for r in bench.values():
             r["bundle"] = str(b)
         results += bench.values()
-        for a in m.artifacts:
-            kind, q = _quality(a)
-            row = {"bundle": str(b), "model": model, "model_sha256": m.model.get("sha256"), "target": target,
-                   "artifact": a.id, "role": a.role, "runtime": a.runtime, "precision": a.precision,
-                   "size_bytes": a.size_bytes, "verification": a.verification.status,
-                   "reason": a.verification.reason, "quality_kind": kind, "quality": q,
-                   "toolchain": a.toolchain, "bench": bench.get(a.id)}
-            if a.id in bench_failed:
-                row["verification"], row["reason"] = "not benchmarked", f"bench failed here: {bench_failed[a.id]}"
-            (rows if a.id in bench else not_run).append(row)
-        for f in m.failed_candidates:
-            not_run.append({"bundle": str(b), "model": model, "target": target, "artifact": f["id"],
-                            "verification": "not built", "reason": f"{f.get('stage', '')}: {f['error']}"})
+        r, n = _rows(m, str(b), bench, bench_failed)
+        rows, not_run = rows + r, not_run + n
     return rows, not_run, results
+
+
+def collect_sweep(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """The same rows from a finished sweep (its sweep.json): nothing is re-measured; a cell that
+    failed before it had a bundle is one not-run row with its error."""
+    from .errors import UsageError
+    from .manifest import Manifest
+
+    try:
+        cells = json.loads(Path(path).read_text())["cells"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--sweep {path}: not a sweep.json written by `edgekit sweep` ({e})") from None
+    rows, not_run, results = [], [], []
+    for c in cells:
+        cell = c["cell"]
+        if not c.get("manifest"):
+            not_run.append({"bundle": "", "model": cell["model"], "target": cell["target"],
+                            "artifact": f"({cell['precision']}, {cell['device']})", "verification": "cell failed",
+                            "reason": c.get("error") or ""})
+            continue
+        bench = {b["artifact"]: {**b, "bundle": c.get("bundle")} for b in c.get("bench") or [] if b.get("latency_ms")}
+        results += bench.values()
+        r, n = _rows(Manifest.from_dict(c["manifest"]), c.get("bundle") or "", bench, {})
+        rows, not_run = rows + r, not_run + n
+    return rows, not_run, results
+
+
+def history_series(db, model: str | None, target: str | None) -> list[dict]:
+    """Every bench series of the history database (optionally one model/target) with its change point."""
+    from . import history
+
+    out = []
+    for (m, t, a, d), pts in sorted(history.series(db, model, target).items(), key=lambda kv: [str(x) for x in kv[0]]):
+        out.append({"model": m, "target": t, "artifact": a, "device": d, "runs": [{"at": w, "p50_ms": v} for w, v in pts],
+                    "change_point": history.change_point([v for _, v in pts])})
+    return out
 
 
 def _plots(rows: list[dict]) -> dict[str, str]:
@@ -95,15 +142,18 @@ def _plots(rows: list[dict]) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = {}
-    labels = [_label(r) for r in rows]
-    # 1. latency distributions
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
-    ax.boxplot([r["bench"]["samples_ms"] for r in rows], vert=False, showfliers=False)
-    ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency per run, ms (log scale; whiskers 1.5 IQR, outliers hidden)")
-    ax.set_title("Latency distribution per artifact")
-    out["latency"] = _png(fig)
+    # 1. latency distributions (results that kept every timed run; a sweep keeps medians only)
+    dist = [r for r in rows if r["bench"].get("samples_ms")]
+    if dist:
+        fig, ax = plt.subplots(figsize=(9, 0.45 * len(dist) + 1.5))
+        ax.boxplot([r["bench"]["samples_ms"] for r in dist], vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(dist) + 1), [_label(r) for r in dist], fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per run, ms (log scale; whiskers 1.5 IQR, outliers hidden)")
+        ax.set_title("Latency distribution per artifact")
+        out["latency"] = _png(fig)
+    if not rows:
+        return out
     # 2. size vs latency, colour = quality, Pareto front per model ringed
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for model in dict.fromkeys(r["model_sha256"] for r in rows):
@@ -163,6 +213,43 @@ def _plots(rows: list[dict]) -> dict[str, str]:
     return out
 
 
+def _trend_plot(series: list[dict]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, sr in enumerate(series):
+        ys = [r["p50_ms"] for r in sr["runs"]]
+        color = plt.cm.tab10(i % 10)
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", markersize=3, color=color,
+                label=f"{sr['model']}/{sr['target']}: {sr['artifact']} ({sr['device']})")
+        cp = sr["change_point"]
+        if cp:
+            ax.axvline(cp["index"] + 0.5, color=color, linestyle=":")
+            ax.annotate(f"x{cp['ratio']:.2f}", (cp["index"] + 0.5, max(ys)), fontsize=7, color=color)
+    ax.set_yscale("log")
+    ax.set_xlabel("run (oldest first)")
+    ax.set_ylabel("p50 latency, ms")
+    ax.set_title("History: median latency per run (dotted: detected change point)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+HISTORY_HEAD = ["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms", "last-5 p50 ms",
+                "change point"]
+
+
+def _history_rows(series: list[dict]) -> list[list[str]]:
+    from statistics import median
+
+    out = []
+    for sr in series:
+        ys, cp = [r["p50_ms"] for r in sr["runs"]], sr["change_point"]
+        out.append([sr["model"], sr["target"], sr["artifact"], str(sr["device"]), str(len(ys)), sr["runs"][0]["at"][:19],
+                    sr["runs"][-1]["at"][:19], f"{median(ys[:5]):.3f}", f"{median(ys[-5:]):.3f}",
+                    f"step x{cp['ratio']:.2f} at run {cp['index'] + 1}" if cp else "-"])
+    return out
+
+
 def _cell(v, fmt="{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
 
@@ -183,19 +270,23 @@ HEAD = ["model", "target", "artifact", "role", "runtime", "precision", "size", "
         "% peak", "quality", "verification", "Pareto"]
 
 
-def render_html(rows, not_run, results, plots) -> str:
+def render_html(rows, not_run, results, plots, series=()) -> str:
     e = html.escape
     env = results[0]["env"] if results else {}
     body = [f"<h1>edgekit report</h1><p>{len(rows)} artifacts benchmarked on {e(str(env.get('cpu', {}).get('model')))}"
             f", {results[0]['threads'] if results else '-'} thread(s); every number below comes from the bench JSON "
             "written with this page.</p>"]
+    if series:
+        body.append("<h2>History</h2><table id='history'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in HISTORY_HEAD)
+                    + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                                                       for r in _history_rows(series)) + "</tbody></table>")
     body.append('<table id="artifacts"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
     for r, cells in zip(rows, _table_rows(rows)):
         body.append(f'<tr data-artifact="{e(r["artifact"])}" data-bundle="{e(r["bundle"])}" '
                     f'data-p50="{r["bench"]["latency_ms"]["p50"]!r}">' + "".join(f"<td>{e(c)}</td>" for c in cells)
                     + "</tr>")
     body.append("</tbody></table>")
-    titles = {"latency": "Latency distributions", "pareto": "Size, latency, accuracy", "ops": "Per-operator time",
+    titles = {"trend": "Latency over time", "latency": "Latency distributions", "pareto": "Size, latency, accuracy", "ops": "Per-operator time",
               "roofline": "Roofline"}
     for key, png in plots.items():
         body.append(f'<h2>{titles[key]}</h2><img class="plot" id="plot-{key}" alt="{titles[key]}" '
@@ -219,9 +310,14 @@ def render_html(rows, not_run, results, plots) -> str:
            f"<body>{''.join(body)}{script}</body></html>"
 
 
-def render_markdown(rows, not_run) -> str:
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    lines += ["| " + " | ".join(c) + " |" for c in _table_rows(rows)]
+def render_markdown(rows, not_run, series=()) -> str:
+    lines = []
+    if rows:
+        lines += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+        lines += ["| " + " | ".join(c) + " |" for c in _table_rows(rows)]
+    if series:
+        lines += ["", "| " + " | ".join(HISTORY_HEAD) + " |", "|" + "---|" * len(HISTORY_HEAD)]
+        lines += ["| " + " | ".join(c) + " |" for c in _history_rows(series)]
     if not_run:
         lines += ["", "Not run or failed:", ""]
         lines += [f"- {r['model']}/{r['target']}: {r['artifact']} — {r['verification']}: {r.get('reason') or ''}"
@@ -229,23 +325,34 @@ def render_markdown(rows, not_run) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_report(bundles: list[str], html_out: str, markdown_out: str | None, json_out: str | None, bench_args) -> int:
+def make_report(bundles: list[str], html_out: str, markdown_out: str | None, json_out: str | None, bench_args,
+                sweeps: list[str] = (), history_db: str | None = None, model: str | None = None,
+                target: str | None = None) -> int:
+    """Bundles are benchmarked here; sweeps (sweep.json) and the history database are read as they are."""
     from .bundle import write_atomically
     from .errors import UsageError
 
-    if not bundles:
-        raise UsageError("report needs at least one bundle")
-    rows, not_run, results = collect([Path(b) for b in bundles], bench_args)
-    if not rows:
-        raise UsageError("none of the bundles has a usable artifact to benchmark")
+    if not (bundles or sweeps or history_db is not None):
+        raise UsageError("report needs at least one bundle, --sweep SWEEP.json or --history",
+                         hint="edgekit report build/digits-cpu --html report.html")
+    rows, not_run, results = collect([Path(b) for b in bundles], bench_args) if bundles else ([], [], [])
+    for sw in sweeps:
+        r, n, res = collect_sweep(Path(sw))
+        rows, not_run, results = rows + r, not_run + n, results + res
+    series = history_series(history_db or None, model, target) if history_db is not None else []
+    if not rows and not series:
+        raise UsageError("nothing to report: no usable, benchmarked artifact"
+                         + (" and no bench results in the history for that selection" if history_db is not None else ""))
     plots = _plots(rows)
+    if series:
+        plots = {"trend": _trend_plot(series), **plots}
     json_path = Path(json_out) if json_out else Path(html_out).with_suffix(".bench.json")
     for p in (json_path, Path(html_out), Path(markdown_out) if markdown_out else None):
         if p:
             p.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(json_path, json.dumps({"results": results}, indent=1))
-    write_atomically(Path(html_out), render_html(rows, not_run, results, plots))
-    md = render_markdown(rows, not_run)
+    write_atomically(json_path, json.dumps({"results": results, "history": series}, indent=1))
+    write_atomically(Path(html_out), render_html(rows, not_run, results, plots, series))
+    md = render_markdown(rows, not_run, series)
     if markdown_out:
         write_atomically(Path(markdown_out), md)
     print(md)

@@ -16,6 +16,9 @@ PROFILE = TargetProfile(
         Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32", variant="plain",
                   options={"fuse": False}),
         Candidate(converter="torchscript", runtime="torchscript-lite", precision="fp32"),
+        # INT8 (ONNX Runtime's quantizer: static QDQ with a calibration set, else dynamic) on
+        # `--precision int8`: on x86 without VNNI it is not always faster, so it is not the default.
+        Candidate(converter="onnx-ort", runtime="onnxruntime", precision="int8", on_request=True),
     ),
     host_is_target=True,
 )
