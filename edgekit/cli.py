@@ -278,6 +278,12 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .explain import explain
+
+    return explain(args.bundle, args.artifact, args.json)
+
+
 def cmd_sweep(args) -> int:
     """Exit 0 when every cell built a verified artifact, 12 when some did, 6 when none did."""
     from .errors import EXIT_DEGRADED
@@ -363,7 +369,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "explain": cmd_explain, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -475,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", action="store_true", help="rerun cells whose inputs have not changed")
     sw.add_argument("--json", help="write the results table as JSON")
     _add_history_opts(sw)
+    ex = sub.add_parser("explain", help="how each quantized artifact was made: static INT8's numbers, the layers "
+                        "kept in float by the mixed-precision search and their share of the error")
+    ex.add_argument("bundle")
+    ex.add_argument("--artifact", help="one artifact id (default: all)")
+    ex.add_argument("--json", help="write the recorded quantization details as JSON")
     k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
     k.add_argument("bundle")
     k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux"])

@@ -89,3 +89,29 @@ class Conv3d(torch.nn.Module):
 
 def conv3d():
     return Conv3d().eval(), {"x": torch.randn(1, 2, 6, 8, 8, generator=torch.Generator().manual_seed(1)).numpy()}
+
+
+class OutlierChannel(torch.nn.Module):
+    """One channel of an activation 300x larger than the rest (as after a BatchNorm with a tiny
+    variance, or in transformers' residual streams): per-tensor INT8 of that activation rounds the
+    other channels to zero. Keeping the layers that read it in float (mixed precision) repairs it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.conv3 = torch.nn.Conv2d(8, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv1.weight[0] *= 300  # the outlier channel ...
+            self.conv1.bias[0] *= 300
+            self.conv2.weight[:, 0] /= 300  # ... which conv2 reads with a small weight
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h))  # AWKWARD-LINE outlier
+        return self.conv3(h).mean((2, 3))
+
+
+def outlier():
+    return OutlierChannel().eval(), {"x": torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)).numpy()}

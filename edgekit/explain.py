@@ -1,0 +1,93 @@
+"""`edgekit explain BUNDLE [--artifact ID] [--json FILE]`: how each quantized artifact was made and
+why it is (or is not) within its tolerance, from what compile recorded (nothing is re-run).
+
+For ONNX Runtime INT8: static INT8's numbers on the calibration samples, what it missed, and when
+the mixed-precision search ran, the layers kept in float with each one's share of the INT8 output
+noise (float-one-layer-at-a-time), then the held-out verification. For PT2E INT8 (LiteRT,
+ExecuTorch): the mode (static or dynamic), why, and the numbers on calibration.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .bundle import open_bundle, write_atomically
+from .errors import UsageError, did_you_mean
+
+
+def _metrics(d: dict | None) -> str:
+    if not d:
+        return "-"
+    parts = [f"cosine {d['cosine']:.6f}", f"worst-sample cosine {d['cosine_min_sample']:.6f}",
+             f"SNR {d['snr_db']:.1f} dB"]
+    if "top1_agreement" in d:
+        parts.append(f"top-1 agreement {100 * d['top1_agreement']:.1f}%")
+    return ", ".join(parts)
+
+
+def explain_artifact(a) -> list[str]:
+    conv, v = a.converter or {}, a.verification
+    lines = [f"{a.id} ({a.runtime}, {a.precision}, role {a.role}): verification {v.status}"
+             + (f" — {v.reason}" if v.reason else "")]
+    if a.precision == "fp32":
+        return lines + ["  fp32: nothing was quantized"]
+    q = conv.get("quantization") or conv  # PT2E converters nest it; ONNX Runtime's is flat
+    lines.append(f"  mode: {q.get('mode', '?')}; weights {q.get('weights', '?')}; "
+                 f"activations {q.get('activations', 'per inference' if q.get('mode') == 'dynamic' else '?')}")
+    lines.append(f"  calibration: {q.get('calibration_samples', 0)} samples"
+                 + (f" from {q['calibration']}" if q.get("calibration") else "")
+                 + (f", method {q['calibration_method']}" if q.get("calibration_method") else ""))
+    for key, label in (("static_on_calibration", "static INT8 on calibration"),
+                       ("mixed_on_calibration", "mixed precision on calibration"),
+                       ("dynamic_on_calibration", "dynamic INT8 on calibration")):
+        if q.get(key):
+            lines.append(f"  {label}: {_metrics(q[key])}")
+    for key in ("static_cosine_on_calibration", "dynamic_cosine_on_calibration"):
+        if q.get(key) is not None:
+            lines.append(f"  {key.replace('_', ' ')}: {q[key]}")
+    for miss in q.get("static_missed", []):
+        lines.append(f"  static INT8 missed: {miss}")
+    mp = q.get("mixed_precision")
+    if mp:
+        kept = mp.get("float_layers") or []
+        lines.append(f"  mixed precision: {len(kept)} of {mp['layers']} quantized layers kept in float "
+                     f"(search: {mp.get('search_seconds')} s, {mp.get('evaluated')} combinations run)"
+                     if kept else f"  mixed precision gave up: {mp.get('gave_up')}")
+        lines.append(f"  INT8 output noise (noise/signal energy) {mp['int8_noise']:.6f} -> {mp['mixed_noise']:.6f}"
+                     f" with {'those layers' if kept else 'the layers tried'} in float")
+        if kept or mp.get("float_layers_tried"):
+            lines.append("  " + ("layers kept in float" if kept else "layers tried in float")
+                         + ", in order (alone: share of the INT8 noise removed when that layer alone runs in float;"
+                           " then the noise with it and those above in float):")
+            for r in kept or mp["float_layers_tried"]:
+                lines.append(f"    {r['node']:32s} {r['op']:12s} alone {100 * r['noise_share_removed']:6.1f}%  "
+                             f"-> {r['noise_after']:.6f}" + (f"  {r['module']}" if r.get("module") else ""))
+        lines.append("  most sensitive layers (share of the INT8 noise removed when that layer alone runs in float):")
+        for r in mp.get("ranking", [])[:8]:
+            lines.append(f"    {r['node']:32s} {r['op']:12s} {100 * r['noise_share_removed']:6.1f}%"
+                         + (f"  {r['module']}" if r.get("module") else ""))
+    if q.get("why_dynamic"):
+        lines.append(f"  why dynamic: {q['why_dynamic']}")
+    for name, m in (v.metrics or {}).items():
+        lines.append(f"  held-out verification, {name}: {_metrics(m)}")
+    return lines
+
+
+def explain(bundle: str, artifact: str | None = None, json_out: str | None = None) -> int:
+    m = open_bundle(bundle, check_hashes=False)
+    arts = m.artifacts
+    if artifact:
+        ids = [a.id for a in arts]
+        if artifact not in ids:
+            raise UsageError(f"no artifact {artifact!r} in {bundle}{did_you_mean(artifact, ids)}")
+        arts = [a for a in arts if a.id == artifact]
+    print(f"{m.model['name']} -> target '{m.target['name']}' ({bundle})")
+    out = []
+    for a in arts:
+        print("\n".join(explain_artifact(a)))
+        conv = a.converter or {}
+        out.append({"artifact": a.id, "precision": a.precision, "verification": a.verification.status,
+                    "quantization": conv.get("quantization") or (conv if a.precision != "fp32" else None)})
+    if json_out:
+        write_atomically(Path(json_out), json.dumps(out, indent=1))
+    return 0

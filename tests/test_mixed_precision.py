@@ -1,0 +1,92 @@
+"""ONNX Runtime INT8 on the cpu target (`--precision int8`), the mixed-precision search and `explain`:
+real quantizer, real runtime, real numbers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import edgekit
+
+GALLERY = Path(__file__).parent / "gallery" / "awkward.py"
+
+
+def _manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_digits_int8_on_onnxruntime_is_static_smaller_and_verified(tmp_path):
+    p = edgekit("compile", "--target", "cpu", "--precision", "int8", "--out", tmp_path / "b")
+    assert p.returncode == 0, p.stderr
+    (art,) = _manifest(tmp_path / "b")["artifacts"]
+    assert art["id"] == "onnxruntime-int8" and art["verification"]["status"] == "passed"
+    conv = art["converter"]
+    assert conv["mode"] == "static" and conv["quantized_tensors"] >= 4 and conv["float_outputs"] == 1
+    assert conv["static_on_calibration"]["top1_agreement"] >= 0.99
+    assert art["size_bytes"] < 0.5 * 164_000  # INT8 weights: well under half the FP32 file (164 kB)
+    ex = edgekit("explain", tmp_path / "b")
+    assert ex.returncode == 0 and "mode: static;" in ex.stdout and "held-out verification, logits" in ex.stdout
+
+
+def test_outlier_channel_static_int8_misses_and_mixed_precision_repairs_it(tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32))
+    p = edgekit("compile", "--model", f"{GALLERY}:outlier", "--target", "cpu", "--precision", "int8",
+                "--calibration", calib, "--out", tmp_path / "b")
+    assert p.returncode == 0, p.stderr
+    (art,) = _manifest(tmp_path / "b")["artifacts"]
+    conv, v = art["converter"], art["verification"]
+    assert conv["static_on_calibration"]["cosine"] < 0.95  # plain static INT8 misses the 0.99 tolerance
+    assert conv["mode"] == "static, mixed precision" and v["status"] == "passed"
+    kept = [r["module"] for r in conv["mixed_precision"]["float_layers"]]
+    assert kept == ["conv1 (Conv2d)", "conv2 (Conv2d)"]  # the outlier's producer and its reader, no more
+    assert conv["quantized_tensors"] > 0  # conv3 stays INT8
+    assert min(m["cosine_min_sample"] for m in v["metrics"].values()) >= 0.999
+    ex = edgekit("explain", tmp_path / "b", "--json", tmp_path / "x.json")
+    assert "2 of 4 quantized layers kept in float" in ex.stdout and "conv2 (Conv2d)" in ex.stdout, ex.stdout
+    assert json.loads((tmp_path / "x.json").read_text())[0]["quantization"]["mixed_precision"]["layers"] == 4
+
+
+def test_keep_float_graph_surgery_is_exact(tmp_path):
+    """All layers kept in float gives the float model's outputs bit for bit; none gives the QDQ graph's."""
+    import importlib.util
+
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgekit.converters.ort_int8 import _Reader
+    from edgekit.converters.ort_mixed import keep_float, quantized_layers, run
+
+    spec = importlib.util.spec_from_file_location("awkward", GALLERY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model, example = mod.outlier()
+    torch.onnx.export(model, (torch.from_numpy(example["x"]),), tmp_path / "f.onnx", input_names=["x"], dynamo=True,
+                      external_data=False)
+    quant_pre_process(str(tmp_path / "f.onnx"), str(tmp_path / "pre.onnx"), skip_symbolic_shape=True)
+    samples = [{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(8)]
+    quantize_static(str(tmp_path / "pre.onnx"), str(tmp_path / "q.onnx"), _Reader(samples), quant_format=QuantFormat.QDQ,
+                    per_channel=True, extra_options={"QDQKeepRemovableActivations": True})
+    pre, q = onnx.load(str(tmp_path / "pre.onnx")), onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: i for i in pre.graph.initializer}
+    ref, qout = run(str(tmp_path / "pre.onnx"), samples), run(q, samples)
+    everything = keep_float(q, inits, {n.name for n in quantized_layers(q)})
+    assert not [n for n in everything.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for k in ref:
+        assert np.array_equal(run(everything, samples)[k], ref[k])
+        assert np.array_equal(run(keep_float(q, inits, set()), samples)[k], qout[k])
+        assert not np.allclose(qout[k], ref[k], rtol=1e-3)  # the QDQ graph does differ from the float one
+
+
+@pytest.mark.parametrize("args, says", [
+    (("compile", "--target", "cpu", "--precision", "fp16"), "its precisions: fp32, int8"),
+    (("compile", "--target", "android", "--precision", "int4"), "has no int4 candidate"),
+    (("explain", "/nonexistent/bundle"), "no bundle"),
+])
+def test_precision_and_explain_usage_errors(tmp_path, args, says):
+    p = edgekit(*args, "--out", tmp_path / "o") if args[0] == "compile" else edgekit(*args)
+    assert p.returncode in (2, 8) and says in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
