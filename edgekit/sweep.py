@@ -283,6 +283,23 @@ def run_local(cells: list[Cell], matrix: Matrix, out_root: Path, workers: int):
 RAY_RETRIES = 2  # a cell whose worker dies is run again this many times before it is reported failed
 
 
+def _check_reachable(address: str) -> None:
+    """ray.init waits minutes on an address nothing listens on: fail in seconds, with the fix."""
+    import socket
+
+    from .errors import RemoteDeviceError
+
+    if address == "auto":  # Ray finds the cluster started on this machine
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise RemoteDeviceError(f"no Ray cluster at {address}: {e}",
+                                hint="start one with `ray start --head --port 6379` (then --ray 127.0.0.1:6379), "
+                                     "or leave --ray out to run the cells locally") from None
+
+
 def run_ray(cells: list[Cell], matrix: Matrix, out_root: Path, address: str):
     from . import deps
 
@@ -348,6 +365,11 @@ def sweep(matrix_path: str, out: str | None, workers: int | None, ray_address: s
     from .manifest import Manifest
 
     matrix = load_matrix(matrix_path)
+    if ray_address:  # before anything is written
+        from . import deps
+
+        deps.require("ray", "sweep --ray")
+        _check_reachable(ray_address)
     out_root = Path(out or Path("build") / f"sweep-{matrix.name}").resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     code = code_fingerprint()

@@ -50,6 +50,14 @@ def test_a_device_without_an_address_fails_its_cells_clearly(tmp_path):
     assert row["status"] == "failed" and "device 'pi5' has no ssh address" in row["error"]
 
 
+def test_an_unreachable_ray_cluster_fails_in_seconds(tmp_path):
+    m = _matrix(tmp_path, 'models = ["builtin:digits"]\ntargets = ["cpu"]\n')
+    t0 = time.time()
+    p = edgekit("sweep", m, "--ray", f"127.0.0.1:{_free_port()}", "--out", tmp_path / "out", "--no-history")
+    assert p.returncode == 10 and "no Ray cluster at 127.0.0.1:" in p.stderr and "ray start --head" in p.stderr
+    assert time.time() - t0 < 60 and not (tmp_path / "out").exists()  # ray.init alone waits minutes
+
+
 def _free_port() -> int:
     import socket
 
