@@ -67,6 +67,11 @@ def quantize(work, out_path: Path) -> dict:
 
     from .ort_mixed import failures, float_outputs, run, search
 
+    from edgekit.calibration.methods import DEFAULT_PERCENTILE, resolve
+
+    requested = work.calibration_method or {}
+    method = resolve("onnxruntime", requested.get("method"))
+    pct = requested.get("percentile") or DEFAULT_PERCENTILE
     tol = Tolerance(**work.tolerance)
     classifier = work.info.get("task") == "classification"
     pre = out_path.with_name(out_path.stem + ".pre.onnx")
@@ -84,15 +89,18 @@ def quantize(work, out_path: Path) -> dict:
         elif calib:
             quantize_static(str(pre), str(out_path), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"QDQKeepRemovableActivations": True})  # see ort_mixed.py
+                            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                              "percentile": CalibrationMethod.Percentile}[method],
+                            extra_options={"QDQKeepRemovableActivations": True,  # see ort_mixed.py
+                                           **({"CalibPercentile": pct} if method == "percentile" else {})})
             qmodel = onnx.load(str(out_path))
             info["float_outputs"] = float_outputs(qmodel)
             onnx.save(qmodel, str(out_path))
             static_out = run(str(out_path), calib)
             missed = failures(ref, static_out, tol, classifier)
             info.update(mode="static", weights="int8 per-channel symmetric (QDQ)",
-                        activations="int8 per-tensor, MinMax ranges from calibration", calibration_method="minmax",
+                        activations=f"int8 per-tensor, {method} ranges from calibration",
+                        calibration_method=method + (f" {pct}" if method == "percentile" else ""),
                         static_on_calibration=_summary(ref, static_out, classifier))
             if not missed:
                 info["quantized_tensors"] = quantized_tensors(out_path)
@@ -109,6 +117,8 @@ def quantize(work, out_path: Path) -> dict:
             info["why_dynamic"] = f"static INT8 missed the tolerance on the calibration samples ({missed[0]}); " \
                                   f"mixed precision: {report['gave_up']}"
         else:
+            if requested.get("method"):
+                info["calibration_method_unused"] = f"{method}: no calibration set, so no static INT8"
             info["why_dynamic"] = "no calibration set (give --calibration for static INT8): activations quantized per inference"
         quantize_dynamic(str(pre), str(out_path), per_channel=True, weight_type=QuantType.QInt8,
                          op_types_to_quantize=list(COMPUTE_OPS), extra_options={"MatMulConstBOnly": True})

@@ -50,11 +50,15 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
         return module, None, {}
     if candidate.precision != "int8":
         raise ValueError(f"the {converter} converter builds fp32 or int8, not {candidate.precision}")
+    from edgekit.calibration.methods import resolve
+
+    method = resolve("pt2e", (work.calibration_method or {}).get("method"))  # unsupported: this candidate fails
     calib, calib_source = calibration_samples(work, src)
     if to_artifact:
         calib = [to_artifact(s) for s in calib]
     module, quantizer, qinfo = quantize(module, example, calib, make_quantizer, work.tolerance["cosine_min"], **kw)
     qinfo["calibration"] = calib_source
+    qinfo["calibration_method"] = method
     return module, quantizer, {"quantization": qinfo}
 
 

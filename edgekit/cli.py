@@ -84,13 +84,17 @@ def cmd_compile(args) -> int:
 
     bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model,
                                      calibration=args.calibration, layout=args.layout,
-                                     op_check=not args.no_preflight, precision=args.precision)
+                                     op_check=not args.no_preflight, precision=args.precision,
+                                     calibration_method=args.calibration_method, percentile=args.percentile)
     bench = {}
-    if args.bench:
+    auto = args.precision == "auto"
+    if args.bench or (auto and manifest.target.get("host_is_target")):
         ids = [a.id for a in manifest.usable()]
         bench = {r["artifact"]: r for r in _bench_all(bundle, manifest, ids, args.threads, args)}
         if args.json:
             _write_json(args.json, list(bench.values()))
+    if auto:
+        _auto_primary(bundle, manifest, bench)
     print(_summary(bundle, manifest, bench))
     if manifest.target["primary_choice"].get("degraded"):
         from .errors import EXIT_DEGRADED
@@ -278,6 +282,23 @@ def cmd_history(args) -> int:
     return 0
 
 
+def _auto_primary(bundle, manifest, bench: dict) -> None:
+    """--precision auto: of the verified candidates (every precision), the fastest measured here
+    when this host is the target; otherwise the profile's preference order, and the note says so."""
+    if manifest.target.get("host_is_target") and bench:
+        from .primary import choose_primary
+
+        choice = choose_primary(bundle, manifest, list(bench.values()))
+        print(f"[edgekit] --precision auto: primary {manifest.usable()[0].id}, the fastest verified candidate on this "
+              "host (the target): " + ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(),
+                                                                                       key=lambda x: x[1])),
+              file=sys.stderr)
+    else:
+        print(f"[edgekit] --precision auto: this host is not the target ({manifest.target.get('device')}), so nothing "
+              "here can rank the candidates by speed; the profile's preference order decides. On the device: "
+              f"edgekit bench {bundle} --all --device ssh://... --choose-primary", file=sys.stderr)
+
+
 def cmd_explain(args) -> int:
     from .explain import explain
 
@@ -412,7 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                    help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
     c.add_argument("--precision", help="build only this precision's candidates (fp32, int8), including those the "
-                   "target builds on request only (e.g. cpu's ONNX Runtime INT8); default: the target's default set")
+                   "target builds on request only (e.g. cpu's ONNX Runtime INT8); auto: every candidate, and where "
+                   "this host is the target the fastest verified one becomes primary; default: the target's default set")
+    c.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy", "mse"],
+                   help="how INT8 activation ranges are chosen, mapped onto each quantizer's own calibrators (ONNX "
+                   "Runtime: minmax, percentile, entropy; PT2E: mse); a quantizer without it fails that candidate "
+                   "and says what it supports (default: each quantizer's own default)")
+    c.add_argument("--percentile", type=float, help="with --calibration-method percentile (default 99.999)")
     c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
                    "check says they cannot (the check still runs and is recorded)")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")

@@ -46,7 +46,7 @@ def _missing_toolchains(cand) -> list[str]:
 
 
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
-               trust_preflight: bool = True) -> tuple[list, list]:
+               trust_preflight: bool = True, calibration_method: dict | None = None) -> tuple[list, list]:
     """Convert + verify each candidate in its own child process; (artifacts, failed candidates).
     trust_preflight: a candidate the op check says cannot convert is recorded as failed, not tried."""
     artifacts, failed = [], []
@@ -79,7 +79,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                                           "options": dict(c.options), "variant": c.variant},
                             "workdir": str(work), "out_path": str(writer.path(rel)),
                             "tolerance": profile.tolerance(c.precision).to_dict(),
-                            "min_delegated_flops_share": profile.min_delegated_flops_share}, logs)
+                            "min_delegated_flops_share": profile.min_delegated_flops_share,
+                            "calibration_method": calibration_method}, logs)
         except EdgekitError as e:
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
@@ -168,11 +169,18 @@ def _with_layout(profile, layout: str | None):
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
                   fallback_model: str | None = None, calibration: str | None = None,
                   layout: str | None = None, op_check: bool = True,
-                  precision: str | None = None) -> tuple[Path, Manifest]:
+                  precision: str | None = None, calibration_method: str | None = None,
+                  percentile: float | None = None) -> tuple[Path, Manifest]:
     spec = spec or DEFAULT_MODEL
     # Unknown target or a precision it lacks fails here, before any work.
     profile = _with_layout(get_profile(target).for_precision(precision), layout)
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
+    if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
+        raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
+                         "options", hint="add --precision int8")
+    if percentile is not None and not (calibration_method == "percentile" and 90.0 <= percentile < 100.0):
+        raise UsageError("--percentile goes with --calibration-method percentile, between 90 and 100 (e.g. 99.999)")
+    method = {"method": calibration_method, "percentile": percentile} if calibration_method else None
     if calibration and not Path(calibration).exists():
         raise UsageError(f"--calibration {calibration}: no such file or folder")
     if fallback_model:
@@ -206,7 +214,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         f"{info['verify_data']})")
 
     _say_preflight(profile, info)
-    artifacts, failed = _build_all(candidates, info, work, writer, logs, profile, trust_preflight=op_check)
+    artifacts, failed = _build_all(candidates, info, work, writer, logs, profile, trust_preflight=op_check,
+                                   calibration_method=method)
     failed = skipped + failed
     if fallback_model:
         extra, extra_failed = _fallback_model(fallback_model, info, candidates, writer, logs, profile)

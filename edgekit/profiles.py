@@ -69,14 +69,16 @@ class TargetProfile:
         return list(dict.fromkeys(c.precision for c in self.candidates))
 
     def for_precision(self, precision: str | None) -> "TargetProfile":
-        """The profile narrowed to one precision (on-request candidates included), or its default
-        candidates when precision is None."""
+        """The profile narrowed to one precision (on-request candidates included), every candidate for
+        "auto", or its default candidates when precision is None."""
         from dataclasses import replace
 
         from .errors import UsageError
 
         if precision is None:
             return replace(self, candidates=tuple(c for c in self.candidates if not c.on_request))
+        if precision == "auto":
+            return self
         chosen = tuple(c for c in self.candidates if c.precision == precision)
         if not chosen:
             raise UsageError(f"target {self.name!r} has no {precision} candidate",

@@ -22,6 +22,9 @@ class Work:
 
     dir: Path
     tolerance: dict | None = None  # the candidate's precision tolerance (quantizers aim for it)
+    # compile --calibration-method/--percentile: {"method": ..., "percentile": ...}; None = each
+    # quantizer's default (calibration/methods.py)
+    calibration_method: dict | None = None
 
     @property
     def onnx_path(self) -> Path:
@@ -224,14 +227,14 @@ def _stage(stage: str, what: str, work: Work):
 
 
 def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict,
-                    min_delegated_flops_share: float | None = None) -> dict:
+                    min_delegated_flops_share: float | None = None, calibration_method: dict | None = None) -> dict:
     from .converters import converter_module, toolchains
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
     from .runtimes import open_runner, toolchain_of
     from .verify import accuracy, judge, output_metrics
 
-    work = Work(Path(workdir), tolerance=tolerance)
+    work = Work(Path(workdir), tolerance=tolerance, calibration_method=calibration_method)
     cand = Candidate(**candidate)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
