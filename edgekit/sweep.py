@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .bundle import sha256_file
 from .errors import UsageError, did_you_mean
 
 MATRIX_KEYS = ("name", "models", "targets", "precisions", "devices", "bench", "device", "cell_timeout_s")
@@ -116,10 +117,6 @@ def load_matrix(path: str) -> Matrix:
 
 # --- what makes a cell's result reusable ------------------------------------------------------------
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def code_fingerprint() -> str:
     """sha256 over edgekit's own source files (converters, targets, runtimes included): a code change
     since the last sweep reruns its cells even when the version number is the same."""
@@ -156,9 +153,9 @@ def model_fingerprint(spec: str) -> str:
         return f"{spec}|{','.join(vers)}"
     path = Path(spec.split(":")[0]) if ":" in spec else Path(spec)
     if path.is_file():
-        return f"{spec}|{_sha256_file(path)}"
+        return f"{spec}|{sha256_file(path)}"
     mod = importlib.util.find_spec(spec.rpartition(":")[0])
-    return f"{spec}|{_sha256_file(Path(mod.origin))}" if mod and mod.origin else spec
+    return f"{spec}|{sha256_file(Path(mod.origin))}" if mod and mod.origin else spec
 
 
 def cell_key(cell: Cell, matrix: Matrix, code: str) -> tuple[str, dict]:
