@@ -1,5 +1,8 @@
-"""`python -m edgekit COMMAND`: compile, bench, verify, targets, doctor.
+"""`python -m edgekit COMMAND`: compile, check, bench, verify, report, history, sweep, explain, gate,
+package, targets, doctor.
 
+Over 500 lines on purpose: every command's arguments and dispatch in one file is the readable list
+of what edgekit does; the work of each command lives in its own module, imported inside it.
 User errors (EdgekitError) print one line (+ a hint) and exit with their code; anything else is a
 bug and keeps its traceback.
 """
@@ -94,7 +97,9 @@ def cmd_compile(args) -> int:
         if args.json:
             _write_json(args.json, list(bench.values()))
     if auto:
-        _auto_primary(bundle, manifest, bench)
+        from .primary import auto_primary
+
+        print(auto_primary(bundle, manifest, bench), file=sys.stderr)
     print(_summary(bundle, manifest, bench))
     if manifest.target["primary_choice"].get("degraded"):
         from .errors import EXIT_DEGRADED
@@ -160,10 +165,11 @@ def cmd_bench(args) -> int:
     if args.choose_primary:
         from .primary import choose_primary
 
+        from .primary import timings
+
         choice = choose_primary(bundle, manifest, results)
         print(f"[edgekit] primary: {manifest.usable()[0].id} (fastest p50 on {choice['measured_on']}: "
-              + ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(), key=lambda x: x[1]))
-              + ")", file=sys.stderr)
+              f"{timings(choice)})", file=sys.stderr)
     _record(args, "bench", results, manifest)
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
@@ -257,46 +263,17 @@ def _record(args, kind: str, results: list[dict], manifest) -> None:
 
 
 def cmd_history(args) -> int:
-    from statistics import median
-
     from . import history
 
-    found = history.series(args.history, args.model, args.target, args.artifact)
+    found = history.trends(args.history, args.model, args.target, args.artifact, args.min_effect)
     if not found:
         print(f"no bench results in {args.history or history.default_path()}"
               + (" for that selection" if args.model or args.target or args.artifact else ""))
         return 0
-    rows, out = [], []
-    for (model, target, artifact, device), pts in sorted(found.items(), key=lambda kv: [str(x) for x in kv[0]]):
-        values = [p for _, p in pts]
-        cp = history.change_point(values, min_effect=args.min_effect)
-        flag = (f"STEP x{cp['ratio']:.2f} at run {cp['index'] + 1} ({pts[cp['index']][0]})" if cp else "-")
-        rows.append([model, target, artifact, device, str(len(values)), pts[0][0][:10], pts[-1][0][:10],
-                     f"{median(values[:5]):.3f}", f"{median(values[-5:]):.3f}", flag])
-        out.append({"model": model, "target": target, "artifact": artifact, "device": device,
-                    "runs": [{"at": w, "p50_ms": v} for w, v in pts], "change_point": cp})
-    print(render(["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms",
-                  "last-5 p50 ms", "change point"], rows, f"history: {args.history or history.default_path()}"))
+    print(render(history.TREND_HEAD, history.trend_rows(found), f"history: {args.history or history.default_path()}"))
     if args.json:
-        _write_json(args.json, out)
+        _write_json(args.json, found)
     return 0
-
-
-def _auto_primary(bundle, manifest, bench: dict) -> None:
-    """--precision auto: of the verified candidates (every precision), the fastest measured here
-    when this host is the target; otherwise the profile's preference order, and the note says so."""
-    if manifest.target.get("host_is_target") and bench:
-        from .primary import choose_primary
-
-        choice = choose_primary(bundle, manifest, list(bench.values()))
-        print(f"[edgekit] --precision auto: primary {manifest.usable()[0].id}, the fastest verified candidate on this "
-              "host (the target): " + ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(),
-                                                                                       key=lambda x: x[1])),
-              file=sys.stderr)
-    else:
-        print(f"[edgekit] --precision auto: this host is not the target ({manifest.target.get('device')}), so nothing "
-              "here can rank the candidates by speed; the profile's preference order decides. On the device: "
-              f"edgekit bench {bundle} --all --device ssh://... --choose-primary", file=sys.stderr)
 
 
 def cmd_explain(args) -> int:

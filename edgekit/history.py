@@ -167,3 +167,30 @@ def change_point(values: list[float], min_effect: float = 0.05, threshold: float
     if score < threshold or abs(ratio - 1) < min_effect:
         return None
     return {"index": k, "before_ms": math.exp(ma), "after_ms": math.exp(mb), "ratio": ratio, "score": score}
+
+
+TREND_HEAD = ["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms", "last-5 p50 ms",
+              "change point"]
+
+
+def trends(path: Path | None = None, model: str | None = None, target: str | None = None,
+           artifact: str | None = None, min_effect: float = 0.05) -> list[dict]:
+    """Every bench series (optionally one model/target/artifact) with its change point, sorted."""
+    out = []
+    for (m, t, a, d), pts in sorted(series(path, model, target, artifact).items(),
+                                    key=lambda kv: [str(x) for x in kv[0]]):
+        out.append({"model": m, "target": t, "artifact": a, "device": d,
+                    "runs": [{"at": w, "p50_ms": v} for w, v in pts],
+                    "change_point": change_point([v for _, v in pts], min_effect=min_effect)})
+    return out
+
+
+def trend_rows(found: list[dict]) -> list[list[str]]:
+    """One table row per series (columns TREND_HEAD), for `history` and `report --history`."""
+    rows = []
+    for sr in found:
+        ys, cp, runs = [r["p50_ms"] for r in sr["runs"]], sr["change_point"], sr["runs"]
+        rows.append([sr["model"], sr["target"], sr["artifact"], str(sr["device"]), str(len(ys)), runs[0]["at"][:10],
+                     runs[-1]["at"][:10], f"{median(ys[:5]):.3f}", f"{median(ys[-5:]):.3f}",
+                     f"STEP x{cp['ratio']:.2f} at run {cp['index'] + 1} ({runs[cp['index']]['at']})" if cp else "-"])
+    return rows

@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import history
 from .table import size
 
 
@@ -122,17 +123,6 @@ def collect_sweep(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
     return rows, not_run, results
 
 
-def history_series(db, model: str | None, target: str | None) -> list[dict]:
-    """Every bench series of the history database (optionally one model/target) with its change point."""
-    from . import history
-
-    out = []
-    for (m, t, a, d), pts in sorted(history.series(db, model, target).items(), key=lambda kv: [str(x) for x in kv[0]]):
-        out.append({"model": m, "target": t, "artifact": a, "device": d, "runs": [{"at": w, "p50_ms": v} for w, v in pts],
-                    "change_point": history.change_point([v for _, v in pts])})
-    return out
-
-
 def _plots(rows: list[dict]) -> dict[str, str]:
     from . import deps
 
@@ -234,22 +224,6 @@ def _trend_plot(series: list[dict]) -> str:
     return _png(fig)
 
 
-HISTORY_HEAD = ["model", "target", "artifact", "device", "runs", "first", "last", "first-5 p50 ms", "last-5 p50 ms",
-                "change point"]
-
-
-def _history_rows(series: list[dict]) -> list[list[str]]:
-    from statistics import median
-
-    out = []
-    for sr in series:
-        ys, cp = [r["p50_ms"] for r in sr["runs"]], sr["change_point"]
-        out.append([sr["model"], sr["target"], sr["artifact"], str(sr["device"]), str(len(ys)), sr["runs"][0]["at"][:19],
-                    sr["runs"][-1]["at"][:19], f"{median(ys[:5]):.3f}", f"{median(ys[-5:]):.3f}",
-                    f"step x{cp['ratio']:.2f} at run {cp['index'] + 1}" if cp else "-"])
-    return out
-
-
 def _cell(v, fmt="{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
 
@@ -277,9 +251,9 @@ def render_html(rows, not_run, results, plots, series=()) -> str:
             f", {results[0]['threads'] if results else '-'} thread(s); every number below comes from the bench JSON "
             "written with this page.</p>"]
     if series:
-        body.append("<h2>History</h2><table id='history'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in HISTORY_HEAD)
+        body.append("<h2>History</h2><table id='history'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in history.TREND_HEAD)
                     + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
-                                                       for r in _history_rows(series)) + "</tbody></table>")
+                                                       for r in history.trend_rows(series)) + "</tbody></table>")
     body.append('<table id="artifacts"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
     for r, cells in zip(rows, _table_rows(rows)):
         body.append(f'<tr data-artifact="{e(r["artifact"])}" data-bundle="{e(r["bundle"])}" '
@@ -316,8 +290,8 @@ def render_markdown(rows, not_run, series=()) -> str:
         lines += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
         lines += ["| " + " | ".join(c) + " |" for c in _table_rows(rows)]
     if series:
-        lines += ["", "| " + " | ".join(HISTORY_HEAD) + " |", "|" + "---|" * len(HISTORY_HEAD)]
-        lines += ["| " + " | ".join(c) + " |" for c in _history_rows(series)]
+        lines += ["", "| " + " | ".join(history.TREND_HEAD) + " |", "|" + "---|" * len(history.TREND_HEAD)]
+        lines += ["| " + " | ".join(c) + " |" for c in history.trend_rows(series)]
     if not_run:
         lines += ["", "Not run or failed:", ""]
         lines += [f"- {r['model']}/{r['target']}: {r['artifact']} — {r['verification']}: {r.get('reason') or ''}"
@@ -339,7 +313,7 @@ def make_report(bundles: list[str], html_out: str, markdown_out: str | None, jso
     for sw in sweeps:
         r, n, res = collect_sweep(Path(sw))
         rows, not_run, results = rows + r, not_run + n, results + res
-    series = history_series(history_db or None, model, target) if history_db is not None else []
+    series = history.trends(history_db or None, model, target) if history_db is not None else []
     if not rows and not series:
         raise UsageError("nothing to report: no usable, benchmarked artifact"
                          + (" and no bench results in the history for that selection" if history_db is not None else ""))
