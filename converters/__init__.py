@@ -16,6 +16,12 @@ CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
     "torchscript": ("edgekit.converters.torchscript", ("torch",), "torchscript", ".ptl", False),
     "litert": ("edgekit.converters.litert", ("torch", "litert-torch"), "tflite", ".tflite", False),
     "executorch": ("edgekit.converters.executorch", ("torch", "executorch"), "pte", ".pte", False),
+    # One TVM converter, three machines: this CPU, aarch64 Linux CPUs, and an NVIDIA GPU with an aarch64 host.
+    "tvm": ("edgekit.converters.tvm", ("onnx", "tvm"), "tvm-module", ".so", True),
+    "tvm-aarch64": ("edgekit.converters.tvm", ("onnx", "tvm", "aarch64-g++"), "tvm-module", ".so", True),
+    "tvm-cuda": ("edgekit.converters.tvm", ("onnx", "tvm", "aarch64-g++", "nvcc"), "tvm-module", ".so", True),
+    # The host half of TensorRT: a TensorRT-ready ONNX; the engine is built on the device (edgekit build).
+    "tensorrt": ("edgekit.converters.tensorrt", ("onnx", "onnxscript", "onnxruntime"), "onnx", ".onnx", True),
 }
 
 

@@ -101,6 +101,11 @@ def cmd_compile(args) -> int:
 
         print(auto_primary(bundle, manifest, bench), file=sys.stderr)
     print(_summary(bundle, manifest, bench))
+    pending = manifest.target["primary_choice"].get("on_device")
+    if pending:
+        print(f"edgekit: {', '.join(pending)} run on the device ({manifest.target['device']}); copy the bundle "
+              f"there and run `python -m edgekit build {bundle}` to build and verify them; until then the primary "
+              f"is {manifest.usable()[0].id}", file=sys.stderr)
     if manifest.target["primary_choice"].get("degraded"):
         from .errors import EXIT_DEGRADED
 
@@ -276,6 +281,17 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    """Exit 0 when every artifact this device can run passed, 12 when some failed."""
+    from .device_build import build
+    from .errors import EXIT_DEGRADED
+
+    manifest, rows = build(args.bundle, args.workspace_mb)
+    print(render(["artifact", "on this device", "detail"], rows, f"build {args.bundle}"))
+    print(_summary(args.bundle, manifest, {}))
+    return EXIT_DEGRADED if any(r[1] == "failed" for r in rows) else 0
+
+
 def cmd_explain(args) -> int:
     from .explain import explain
 
@@ -310,16 +326,20 @@ def cmd_package(args) -> int:
 
 def cmd_targets(args) -> int:
     from . import deps
-    from .pipeline import candidate_toolchains
+    from .pipeline import _missing_toolchains, candidate_toolchains
     from .targets import all_profiles
 
     rows = []
     for p in all_profiles():
         for i, c in enumerate(p.candidates):
-            missing = [t for t in candidate_toolchains(c) if not deps.available(t)]
+            missing = _missing_toolchains(c)
+            on_device = [t for t in candidate_toolchains(c) if deps.TOOLCHAINS[t].where == "device"
+                         and not deps.available(t)]
             role = "primary" if i == 0 else ("--precision " + c.precision if c.on_request else f"fallback {i}")
-            rows.append([p.name if i == 0 else "", role, c.runtime, c.precision,
-                         c.converter, "yes" if not missing else f"no: {deps.TOOLCHAINS[missing[0]].install}",
+            installed = (f"no: {deps.TOOLCHAINS[missing[0]].install}" if missing else
+                         f"prepared here; {', '.join(on_device)} step runs on the device (edgekit build)" if on_device
+                         else "yes")
+            rows.append([p.name if i == 0 else "", role, c.runtime, c.precision, c.converter, installed,
                          p.description if i == 0 else ""])
     print(render(["target", "preference", "runtime", "precision", "converter", "installed", "description"], rows))
     return 0
@@ -328,8 +348,8 @@ def cmd_targets(args) -> int:
 def cmd_doctor(args) -> int:
     from . import deps
 
-    rows = [[t.name, deps.version(t.name) or "MISSING", t.purpose, "" if deps.available(t.name) else t.install]
-            for t in deps.TOOLCHAINS.values()]
+    rows = [[t.name, deps.version(t.name) or ("MISSING" if t.where == "host" else "not here (device only)"),
+             t.purpose, "" if deps.available(t.name) else t.install] for t in deps.TOOLCHAINS.values()]
     print(render(["toolchain", "version", "used for", "install with"], rows, f"edgekit {__version__}"))
     return 0
 
@@ -367,7 +387,7 @@ def cmd_gate(args) -> int:
     return 1 if res.regression else 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "explain": cmd_explain, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "explain": cmd_explain, "build": cmd_build, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
             "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
 
 
@@ -490,6 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("bundle")
     ex.add_argument("--artifact", help="one artifact id (default: all)")
     ex.add_argument("--json", help="write the recorded quantization details as JSON")
+    bd = sub.add_parser("build", help="on the device: build deferred steps (TensorRT engine) and verify the bundle's "
+                        "on-device artifacts here, then re-rank the bundle's roles")
+    bd.add_argument("bundle")
+    bd.add_argument("--workspace-mb", type=int, help="TensorRT builder workspace limit (default 1024)")
     k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
     k.add_argument("bundle")
     k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux"])

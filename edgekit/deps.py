@@ -20,6 +20,8 @@ class Toolchain:
     dist: str  # the PyPI distribution whose version we record
     install: str  # the exact command that installs it
     purpose: str
+    binary: str = ""  # a program on PATH instead of a Python module (e.g. a cross compiler)
+    where: str = "host"  # "host", or "device" when only the target device can have it (TensorRT)
 
 
 # One readable table. A target names toolchains from here; `doctor` prints it.
@@ -42,6 +44,18 @@ TOOLCHAINS: dict[str, Toolchain] = {
                   "LiteRT interpreter (runs .tflite, XNNPACK delegate)"),
         Toolchain("executorch", "executorch", "executorch", "pip install 'edgekit[executorch]'",
                   "PyTorch -> ExecuTorch (.pte, XNNPACK) and its runtime"),
+        Toolchain("tvm", "tvm", "apache-tvm", "scripts/setup-env.sh tvm  # apache-tvm 0.27 + its runtime",
+                  "PyTorch/ONNX -> Apache TVM modules (x86 llvm, aarch64, CUDA) and the TVM runtime"),
+        Toolchain("aarch64-g++", "", "", "sudo apt-get install g++-aarch64-linux-gnu  # scripts/apt-tvm.txt",
+                  "links TVM modules for aarch64 Linux (Raspberry Pi, Jetson CPU)", binary="aarch64-linux-gnu-g++"),
+        Toolchain("nvcc", "", "nvidia-cuda-nvcc",
+                  "pip install 'nvidia-cuda-nvcc==13.0.88' 'nvidia-nvvm==13.0.88'  # scripts/setup-env.sh tvm",
+                  "compiles TVM's CUDA kernels for the device GPU (sm_87 = Jetson Orin)", binary="nvcc"),
+        Toolchain("tensorrt", "tensorrt", "tensorrt",
+                  "on the device: JetPack's python3-libnvinfer (Jetson) or `pip install tensorrt` (x86 + NVIDIA GPU)",
+                  "builds and runs TensorRT engines (needs an NVIDIA GPU)", where="device"),
+        Toolchain("cuda-python", "cuda.bindings.runtime", "cuda-bindings", "pip install cuda-python  # on the device",
+                  "GPU buffers for the TensorRT runner", where="device"),
         Toolchain("ray", "ray", "ray", "pip install 'edgekit[sweep]'",
                   "`edgekit sweep --ray ADDRESS`: runs sweep cells on a Ray cluster"),
         Toolchain("builtin-models", "sklearn", "scikit-learn", "pip install 'edgekit[builtin]'",
@@ -51,17 +65,41 @@ TOOLCHAINS: dict[str, Toolchain] = {
 
 
 def available(name: str) -> bool:
+    tc = TOOLCHAINS[name]
+    if tc.binary:
+        return _find_binary(tc) is not None
     try:
         return importlib.util.find_spec(TOOLCHAINS[name].module) is not None
     except (ImportError, ValueError):  # a broken or partial install counts as missing
         return False
 
 
+def _find_binary(tc: Toolchain) -> str | None:
+    import shutil
+
+    if tc.name == "nvcc":  # the pip wheel's nvcc (not on PATH) counts
+        from edgekit.converters.tvm import cuda_home
+
+        home = cuda_home()
+        return f"{home}/bin/nvcc" if home else None
+    return shutil.which(tc.binary)
+
+
 def version(name: str) -> str | None:
+    tc = TOOLCHAINS[name]
     try:
-        return importlib.metadata.version(TOOLCHAINS[name].dist)
+        if tc.dist:
+            return importlib.metadata.version(tc.dist)
     except importlib.metadata.PackageNotFoundError:
+        if not tc.binary:
+            return None
+    path = _find_binary(tc) if tc.binary else None
+    if not path:
         return None
+    import subprocess
+
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    return out[0].split()[-1] if out else "present"
 
 
 def require(name: str, needed_for: str = ""):

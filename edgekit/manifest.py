@@ -51,7 +51,7 @@ class Verification:
 @dataclass
 class Artifact:
     id: str  # unique in the bundle, e.g. "onnxruntime-fp32"
-    role: str  # "primary" | "fallback" | "rejected"
+    role: str  # "primary" | "fallback" | "rejected" | "on-device" (built for another machine, not yet verified there)
     format: str  # "onnx", "tflite", ...
     runtime: str  # key in edgekit.runtimes.RUNTIMES
     precision: str  # "fp32", "fp16", "int8", ...
@@ -114,5 +114,6 @@ class Manifest:
         return cls.from_dict(json.loads((Path(bundle_dir) / MANIFEST).read_text()))
 
     def usable(self) -> list[Artifact]:
-        """Artifacts a predictor may run, in priority order (rejected ones never)."""
-        return [a for a in self.artifacts if a.role != "rejected"]
+        """Artifacts a predictor may run, in priority order (rejected ones never; on-device ones only
+        after `edgekit build` has verified them on the device and made them primary/fallback)."""
+        return [a for a in self.artifacts if a.role in ("primary", "fallback")]

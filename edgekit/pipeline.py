@@ -42,7 +42,9 @@ def candidate_toolchains(cand) -> list[str]:
 
 
 def _missing_toolchains(cand) -> list[str]:
-    return [t for t in candidate_toolchains(cand) if not deps.available(t)]
+    """What this host lacks to build (and verify) the candidate. Toolchains only the device has
+    (TensorRT) are not missing here: that step is deferred to the device (edgekit build)."""
+    return [t for t in candidate_toolchains(cand) if deps.TOOLCHAINS[t].where == "host" and not deps.available(t)]
 
 
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
@@ -223,12 +225,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         failed += extra_failed
 
     # Roles: verified artifacts in the profile's preference order (a fallback model last); failed
-    # ones are kept for inspection but marked rejected so nothing loads them.
+    # ones are kept for inspection but marked rejected so nothing loads them; artifacts for another
+    # machine (not run here) wait as "on-device" until `edgekit build` verifies them there.
     verified = [a for a in artifacts if a.verification.status == "passed"]
     for a in artifacts:
-        a.role = "rejected" if a.verification.status == "failed" else ("primary" if a is verified[0] else "fallback")
+        a.role = ("rejected" if a.verification.status == "failed" else "on-device" if a.verification.status == "not-run"
+                  else "primary" if a is verified[0] else "fallback")
     order = [a.id for a in artifacts]  # built in preference order
-    artifacts.sort(key=lambda a: (a.role == "rejected", order.index(a.id)))
+    artifacts.sort(key=lambda a: ({"rejected": 2, "on-device": 1}.get(a.role, 0), order.index(a.id)))
 
     if not artifacts:
         writer.abandon()
@@ -240,6 +244,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                               hint=next((f["hint"] for f in failed if f.get("hint") and "log" not in f["hint"]),
                                         None) or f"logs are in {logs}")
 
+    on_device = [a.id for a in artifacts if a.role == "on-device"]
     selftest = _write_selftest(writer, work)
     for f in failed:  # logs move with the bundle: name them where they will be after publishing
         for k in ("error", "hint"):
@@ -258,7 +263,10 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                                    "measured_on_device": False,
                                    "why": _choice_note(profile),
                                    "preferred": profile.candidates[0].id,
-                                   "degraded": bool(verified) and verified[0].id != profile.candidates[0].id}},
+                                   # a preferred artifact waiting for the device is not a degradation
+                                   "degraded": bool(verified) and verified[0].id != profile.candidates[0].id
+                                   and profile.candidates[0].id not in on_device,
+                                   "on_device": on_device}},
         artifacts=artifacts, failed_candidates=failed, selftest=selftest,
         edgekit_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -24,6 +24,7 @@ class Tolerance:
 # top-1 agreement >= 99% for classifiers (the quantizer tries static INT8, then dynamic).
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(cosine_min=0.9999, top1_min=0.99, snr_min_db=30.0),  # <= ~3% RMS error
+    "fp16": Tolerance(cosine_min=0.999, top1_min=0.99, snr_min_db=25.0),  # <= ~6% RMS error
     "int8": Tolerance(cosine_min=0.99, top1_min=0.99, snr_min_db=15.0),  # <= ~18% RMS error
 }
 

@@ -241,6 +241,8 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     info = work.info
     with _stage("convert", f"{toolchains(cand.converter)[-1]} ({cand.converter})", work):
         conv_info = converter_module(cand.converter).convert(work, cand, out)
+    if conv_info.get("deferred") or (conv_info.get("runs_on") and not runs_here(conv_info["runs_on"])):
+        return _not_run_here(cand, conv_info, info, tolerance)
     with _stage("load and run", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
         runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
                              outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv_info.get("input_layout"))
@@ -277,4 +279,48 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
             "reason": "; ".join(failures), "samples": len(inputs), "metrics": metrics,
             "tolerance": tol.to_dict(), "failures": failures, "accuracy": acc,
         },
+    }
+
+
+def runs_here(runs_on: dict) -> bool:
+    """Can this machine run an artifact made for `runs_on` ({"arch": "aarch64" | None, "gpu": ...,
+    "runtime": ...})? A GPU artifact needs the device; another CPU architecture needs the device."""
+    import platform
+
+    from . import deps
+
+    if runs_on.get("arch") and runs_on["arch"] != platform.machine():
+        return False
+    if runs_on.get("runtime") and not deps.available(runs_on["runtime"]):
+        return False
+    if runs_on.get("gpu"):
+        import shutil
+
+        return shutil.which("nvidia-smi") is not None
+    return True
+
+
+def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:
+    """An artifact for another machine: what was checked here (file format, entry points, the
+    prepared graph's numerics) decides passed-or-failed of those checks; the artifact's own
+    numerics are 'not-run' until the device runs `edgekit build` (or `verify`) on it."""
+    from .verify import judge
+    from .profiles import Tolerance
+
+    runs_on = conv_info["runs_on"]
+    device = " + ".join(filter(None, [runs_on.get("arch"), runs_on.get("gpu")]))
+    failures = list((conv_info.get("artifact_checks") or {}).get("failures", []))
+    host = conv_info.get("host_check")
+    if host:  # the graph the device will build, run here on another runtime
+        failures += [f"prepared graph on {host['runtime']}: {f}" for f in judge(host["metrics"], Tolerance(**tolerance))]
+    deferred = conv_info.get("deferred")
+    reason = (f"runs on the device ({device}), not on this host"
+              + (f"; its {deferred['step']} is built there: {deferred['command'].format(bundle='BUNDLE')}" if deferred
+                 else "; verify it there: python -m edgekit build BUNDLE"))
+    return {
+        "converter": conv_info, "inputs": info["inputs"], "outputs": info["outputs"],
+        "verification": {"status": "failed" if failures else "not-run", "where": "device",
+                         "reason": "; ".join(failures) if failures else reason, "samples": 0,
+                         "metrics": host["metrics"] if host else {}, "tolerance": dict(tolerance),
+                         "failures": failures, "accuracy": None},
     }

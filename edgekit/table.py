@@ -25,7 +25,8 @@ def verification_cell(v) -> str:
     if v.status != "passed" and not v.metrics:
         return v.status
     m = next(iter(v.metrics.values()), {})
-    parts = [v.status, f"cos {m.get('cosine', float('nan')):.6f}"]
+    # not-run with metrics: the prepared graph was checked on another runtime (e.g. TensorRT's ONNX on ORT)
+    parts = ["not-run (graph checked: " if v.status == "not-run" else v.status, f"cos {m.get('cosine', float('nan')):.6f}"]
     if "top1_agreement" in m:
         parts.append(f"top1 {100 * m['top1_agreement']:.1f}%")
-    return ", ".join(parts)
+    return ", ".join(parts).replace(": , ", ": ") + (")" if v.status == "not-run" else "")

@@ -4,7 +4,13 @@
 # decides what gets installed; a matching stamp skips pip entirely.
 #   scripts/setup-env.sh cpu        # what the default path needs (compile/verify/bench on ONNX Runtime)
 #   scripts/setup-env.sh mobile     # + LiteRT and ExecuTorch (android, rpi targets)
-#   scripts/setup-env.sh dev        # + test tools (a superset of mobile)
+#   scripts/setup-env.sh tvm        # cpu + Apache TVM, the aarch64 cross linker, nvcc (jetson, cpu-tvm targets)
+#   scripts/setup-env.sh dev        # + test tools (a superset of mobile and tvm)
+#
+# Apache TVM is installed in a second step with --no-deps (scripts/pip-nodeps-tvm.txt): its
+# apache-tvm-ffi needs typing-extensions >= 4.13, while litert-torch's xdsl==0.28 declares < 4.13.
+# Both work with 4.15 (the test suite runs LiteRT and TVM in this one environment); `pip check`
+# reports that one xdsl line, and only that (tests/test_bare_install.py checks it).
 set -euo pipefail
 extras="${1:-cpu}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,16 +20,17 @@ command -v "$py" >/dev/null 2>&1 || py=python3
 
 # Debian packages a target needs are listed in scripts/apt-<extra>.txt (none for cpu/dev yet).
 want_for() {
-  { echo "$1"; cat "$root/pyproject.toml" "$0"; [ -f "$root/scripts/apt-$1.txt" ] && cat "$root/scripts/apt-$1.txt"; true; } \
+  { echo "$1"; cat "$root/pyproject.toml" "$0" "$root/scripts/pip-nodeps-tvm.txt"
+    [ -f "$root/scripts/apt-$1.txt" ] && cat "$root/scripts/apt-$1.txt"; true; } \
     | sha256sum | cut -d' ' -f1
 }
 stamp_ok() { [ -f "$venv/.edgekit-stamp-$1" ] && [ "$(cat "$venv/.edgekit-stamp-$1")" = "$(want_for "$1")" ]; }
 
 if [ -x "$venv/bin/python" ]; then
   stamp_ok "$extras" && exit 0
-  # dev includes everything mobile needs, and mobile everything cpu needs
-  case "$extras" in cpu|mobile) stamp_ok dev && exit 0 ;; esac
-  [ "$extras" = cpu ] && stamp_ok mobile && exit 0
+  # dev includes everything mobile and tvm need; each of those everything cpu needs
+  case "$extras" in cpu|mobile|tvm) stamp_ok dev && exit 0 ;; esac
+  [ "$extras" = cpu ] && { stamp_ok mobile || stamp_ok tvm; } && exit 0
 fi
 
 apt_list="$root/scripts/apt-$extras.txt"
@@ -42,4 +49,8 @@ echo "edgekit setup: installing .[${extras}] into $venv (first run takes a few m
 # torch first and alone, pinned: pip takes the CPU wheel; an unpinned resolve pulls a CUDA build.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]" >&2
+case "$extras" in tvm|dev)
+  grep -v '^\s*\(#\|$\)' "$root/scripts/pip-nodeps-tvm.txt" \
+    | xargs "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps >&2 ;;
+esac
 want_for "$extras" > "$venv/.edgekit-stamp-$extras"

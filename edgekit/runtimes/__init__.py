@@ -16,6 +16,8 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "torchscript-lite": ("edgekit.runtimes.torchscript_lite", "TorchScriptLiteRunner", "torch"),
     "litert": ("edgekit.runtimes.litert", "LiteRTRunner", "ai-edge-litert"),
     "executorch": ("edgekit.runtimes.executorch", "ExecuTorchRunner", "executorch"),
+    "tvm": ("edgekit.runtimes.tvm", "TvmRunner", "tvm"),
+    "tensorrt": ("edgekit.runtimes.tensorrt", "TensorRTRunner", "tensorrt"),
 }
 
 
