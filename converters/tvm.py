@@ -133,7 +133,10 @@ def convert(work, candidate, out_path: Path) -> dict:
             raise RuntimeError(f"expected one CUDA module from TVM, got {len(cuda_sources)}")
         arch = candidate.options.get("cuda_arch", "sm_87")
         cubin = out_path.with_suffix(".cubin")
-        info["cuda"] = {**_compile_cuda(cuda_sources[0], arch, cubin),
+        built = _compile_cuda(cuda_sources[0], arch, cubin)
+        if cubin_sm(cubin) != int(arch.removeprefix("sm_")):
+            raise RuntimeError(f"nvcc's cubin is for sm_{cubin_sm(cubin)}, not {arch}")
+        info["cuda"] = {**built, "cubin_sm": cubin_sm(cubin),
                         "source_sha256": hashlib.sha256(cuda_sources[0].encode()).hexdigest(),
                         "cubin": cubin.name, "cubin_sha256": hashlib.sha256(cubin.read_bytes()).hexdigest()}
         # The runner hands this cubin to TVM only for the exact source it came from.
@@ -156,6 +159,16 @@ def elf_header(path: Path) -> dict:
     return {"elf": True, "class": {1: 32, 2: 64}.get(head[4]), "little_endian": little, "os_abi": head[7],
             "type": {2: "executable", 3: "shared object"}.get(e_type, e_type),
             "machine": ELF_MACHINES.get(e_machine, str(e_machine))}
+
+
+def cubin_sm(path: Path) -> int | None:
+    """The SM architecture a cubin was compiled for, from its ELF header (EM_CUDA = 190; e_flags
+    holds the SM number in bits 8-15 from ELF ABI version 8 on, in bits 0-7 before)."""
+    head = Path(path).read_bytes()[:64]
+    if head[:4] != b"\x7fELF" or struct.unpack("<H", head[18:20])[0] != 190:
+        return None
+    flags = struct.unpack("<I", head[48:52])[0]
+    return (flags >> 8) & 0xFF if head[8] >= 8 else flags & 0xFF
 
 
 def dynamic_symbols(path: Path) -> set[str]:
