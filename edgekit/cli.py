@@ -242,7 +242,9 @@ def cmd_verify(args) -> int:
         rows.append([a.id, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
                      "; ".join(fails)])
         bad += [f"{a.id}: {f}" for f in fails]
-    print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
+    waiting = [[a.id, "on-device", "-", "-", f"runs on the device: python -m edgekit build {bundle} there"]
+               for a in manifest.artifacts if a.role == "on-device"]
+    print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows + waiting,
                  f"{bundle}: sha256 of every file OK; {(manifest.selftest or {}).get('samples', 0)} "
                  "self-test vectors per artifact"))
     _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": "host",
