@@ -6,7 +6,7 @@ median latency of each side, the median of per-block ratios and its bootstrap 95
 Ratios < 1 mean the artifact is faster than eager. These are *host* timings (x86-64 here): for
 `android`/`rpi` they rank runtimes on this CPU, they do not say what a phone or a Pi will do.
 
-    .venv/bin/python benchmarks/runtimes_vs_eager.py [--target cpu|android|rpi]
+    .venv/bin/python benchmarks/runtimes_vs_eager.py [--target cpu|android|rpi|cpu-tvm]
         [--models digits minilm efficientnet-lite0] [--blocks 20]
 """
 from __future__ import annotations

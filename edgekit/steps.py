@@ -293,11 +293,16 @@ def runs_here(runs_on: dict) -> bool:
         return False
     if runs_on.get("runtime") and not deps.available(runs_on["runtime"]):
         return False
-    if runs_on.get("gpu"):
-        import shutil
+    return has_nvidia_gpu() if runs_on.get("gpu") else True
 
-        return shutil.which("nvidia-smi") is not None
-    return True
+
+def has_nvidia_gpu() -> bool:
+    """An NVIDIA GPU's driver is present: nvidia-smi (desktop/server drivers, JetPack 6) or a
+    Jetson's integrated-GPU device node (older JetPack has no nvidia-smi)."""
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None or any(
+        Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0"))
 
 
 def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:

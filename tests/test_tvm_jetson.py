@@ -178,7 +178,9 @@ def _has_gpu_and_tensorrt() -> str | None:
 
     if not deps.available("tensorrt"):
         return "TensorRT is not installed (" + deps.TOOLCHAINS["tensorrt"].install + ")"
-    if shutil.which("nvidia-smi") is None:
+    from edgekit.steps import has_nvidia_gpu
+
+    if not has_nvidia_gpu():
         return "no NVIDIA GPU on this machine: TensorRT cannot build or run engines"
     return None
 
