@@ -2,8 +2,11 @@
 
 A reader returns `list[dict[str, np.ndarray]]` — one sample per entry, keyed by the model's input
 names, each array shaped and typed like the model's example input — chosen with a sample limit
-and a fixed seed. The basic reader here takes `.npy`/`.npz` files or a folder of them; the
-toolbox (image folders, text files, methods per toolchain) builds on the same contract.
+and a fixed seed. `read_calibration` picks the reader from what the path holds:
+- `.npy`/`.npz` files or a folder of them (read_arrays, here);
+- a folder of images, preprocessed with the model's recorded size/normalization/layout (images.py);
+- a `.txt` file, one sample per line, tokenized with the model's tokenizer (text.py).
+Methods per toolchain are in methods.py.
 Calibration and verification data must never overlap: `check_disjoint` says where they do.
 """
 from __future__ import annotations
@@ -62,6 +65,25 @@ def read_arrays(path, example: Sample, limit: int = 256, seed: int = 0) -> list[
     return samples
 
 
+def read_calibration(path, example: Sample, preprocessing: dict | None = None, limit: int = 256,
+                     seed: int = 0) -> list[Sample]:
+    """Any calibration source for a model (see the module doc); `preprocessing` is the model's."""
+    from .images import image_files, read_images
+    from .text import read_text
+
+    p = Path(path)
+    if not p.exists():
+        raise ModelSourceError(f"calibration data not found: {p}")
+    prep = preprocessing or {}
+    if p.is_file() and p.suffix.lower() == ".txt":
+        return read_text(p, example, prep, limit, seed)
+    if p.is_dir() and not any(x.suffix in (".npy", ".npz") for x in p.rglob("*")):
+        if image_files(p):
+            return read_images(p, example, prep, limit, seed)
+        raise ModelSourceError(f"{p} holds no .npy/.npz arrays and no images")
+    return read_arrays(p, example, limit, seed)
+
+
 def sample_hash(s: Sample) -> str:
     h = hashlib.sha256()
     for k in sorted(s):
@@ -74,10 +96,24 @@ def dataset_hash(samples: list[Sample]) -> str:
     return hashlib.sha256("".join(sample_hash(s) for s in samples).encode()).hexdigest()
 
 
-def check_disjoint(calib: list[Sample], verify: list[Sample]) -> None:
-    """Raise if any verification sample also appears in the calibration data."""
+def check_disjoint(calib: list[Sample], verify: list[Sample], rel_tol: float = 1e-2) -> None:
+    """Raise if any verification sample also appears in the calibration data: the same bytes, or
+    (float inputs) the same data after a round trip through another format — an image saved as
+    PNG and read back, a re-export at lower precision — within `rel_tol` relative L2 distance."""
     seen = {sample_hash(s) for s in calib}
     dup = [i for i, s in enumerate(verify) if sample_hash(s) in seen]
+    kind = "identical"
+    if not dup and calib and verify and all(np.issubdtype(a.dtype, np.floating) for a in calib[0].values()):
+        c = np.stack([np.concatenate([s[k].ravel() for k in sorted(s)]) for s in calib]).astype(np.float64)
+        v = np.stack([np.concatenate([s[k].ravel() for k in sorted(s)]) for s in verify]).astype(np.float64)
+        c_sq = (c * c).sum(1)
+        for start in range(0, len(v), 64):  # blocks keep memory at 64 x len(calib)
+            vb = v[start:start + 64]
+            d2 = (vb * vb).sum(1)[:, None] + c_sq[None, :] - 2.0 * vb @ c.T
+            dist = np.sqrt(np.maximum(d2.min(1), 0.0))
+            close = dist <= rel_tol * np.maximum(np.sqrt((vb * vb).sum(1)), 1e-12)
+            dup += [start + int(i) for i in np.flatnonzero(close)]
+        kind = f"near-identical (within {rel_tol:g} relative distance)"
     if dup:
-        raise ModelSourceError(f"{len(dup)} verification sample(s) also appear in the calibration data "
+        raise ModelSourceError(f"{len(dup)} verification sample(s) also appear in the calibration data, {kind} "
                                f"(first: #{dup[0]}); held-out data must be held out")

@@ -428,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
                                             "and verified as the last fallback")
     c.add_argument("--calibration", help="representative inputs for INT8: a .npy (one input), an .npz (arrays named "
-                   "like the inputs) or a folder of them; default: the model's own calibration set, else its example")
+                   "like the inputs) or a folder of them, a folder of images (the model's recorded preprocessing), "
+                   "or a .txt file (one sample per line, the model's tokenizer); default: the model's own "
+                   "calibration set, else its example")
     c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                    help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
     c.add_argument("--precision", help="build only this precision's candidates (fp32, int8), including those the "

@@ -112,12 +112,12 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
 
     work = Work(Path(workdir))
     work.dir.mkdir(parents=True, exist_ok=True)
-    from .calibration import check_disjoint, dataset_hash, read_arrays
+    from .calibration import check_disjoint, dataset_hash, read_calibration
 
     src = load_model(spec, weights)
     calib_source = "the model's own calibration set" if src.calib_inputs else None
     if calibration:
-        src.calib_inputs = read_arrays(calibration, src.example)
+        src.calib_inputs = read_calibration(calibration, src.example, src.preprocessing)
         calib_source = f"--calibration {calibration}"
     check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
     refs = _reference_outputs(src, src.verify_inputs)

@@ -81,7 +81,7 @@ def load() -> ModelSource:
         example={"image": np.ascontiguousarray(xc[:1])}, output_names=["logits"], task="classification",
         labels=[str(i) for i in range(10)],
         preprocessing={"layout": "NCHW", "size": [8, 8], "channels": 1, "scale": 1 / SCALE, "mean": [MEAN],
-                       "std": [1.0], "source": "sklearn.datasets.load_digits pixel values 0..16"},
+                       "std": [1.0], "pixel_max": 16, "source": "sklearn.datasets.load_digits pixel values 0..16"},
         verify_inputs=[{"image": np.ascontiguousarray(xv[i:i + 1])} for i in range(len(xv))],
         verify_labels=yv, verify_data="digits held-out test split (397)",
         calib_inputs=[{"image": np.ascontiguousarray(xc[i:i + 1])} for i in range(len(xc))],

