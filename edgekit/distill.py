@@ -1,0 +1,264 @@
+"""`python -m edgekit distill --teacher SPEC --student SPEC [--data SPEC]`: knowledge distillation.
+
+Classifiers (teacher task "classification"): Hinton et al.'s KD, the student trained on
+  alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * cross-entropy(labels);
+  without labels, the soft targets alone (alpha = 1). The same student is also trained on the
+  labels alone with the same seed, data, optimizer and steps: the comparison the report shows.
+Encoders (any other task): the student's outputs are pulled to the teacher's (1 - cosine + MSE),
+  from whatever initialization the student spec gives (builtin:minilm-l3 starts from every other
+  teacher layer, as DistilBERT did); the report compares with that initialization.
+
+Everything is judged on the teacher's held-out verification data, which the transfer data must
+not overlap (edgekit.calibration.check_disjoint). The chosen student's weights go to
+OUT/student.pt (weights only, written atomically) with OUT/report.json; compile it with
+`compile --model STUDENT_SPEC --weights OUT/student.pt`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _stack(samples: list[dict], names: list[str]):
+    import torch
+
+    return [torch.from_numpy(np.concatenate([s[n] for s in samples])) for n in names]
+
+
+def _outputs(module, tensors, batch: int = 64):
+    import torch
+
+    from .runtimes.base import output_list
+
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(tensors[0]), batch):
+            outs.append(output_list(module(*[t[i:i + batch] for t in tensors]))[0])
+    return torch.cat(outs)
+
+
+def _fit(student, x, optimizer, batches, loss_of):
+    """One optimizer step per batch of sample indices; loss_of(outputs, indices) -> scalar loss."""
+    student.train()
+    for idx in batches:
+        loss = loss_of(student(*[t[idx] for t in x]), idx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return student.eval()
+
+
+def train_classifier(student, x, teacher_logits, labels, *, seed: int, epochs: int, temperature: float,
+                     alpha: float, lr: float = 2e-3, batch: int = 64):
+    """KD when teacher_logits is given (alpha weighs the soft targets against the labels; without
+    labels the soft targets alone), the labels alone if not."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    n, t = len(x[0]), temperature
+    w_soft = 0.0 if teacher_logits is None else (alpha if labels is not None else 1.0)
+
+    def loss_of(out, idx):
+        loss = F.cross_entropy(out, labels[idx]) * (1 - w_soft) if labels is not None else 0.0
+        if w_soft:
+            loss = loss + w_soft * t * t * F.kl_div(F.log_softmax(out / t, -1), F.softmax(teacher_logits[idx] / t, -1),
+                                                    reduction="batchmean")
+        return loss
+
+    batches = (perm[i:i + batch] for _ in range(epochs) for perm in [torch.randperm(n, generator=g)]
+               for i in range(0, n, batch))
+    return _fit(student, x, torch.optim.Adam(student.parameters(), lr=lr), batches, loss_of)
+
+
+def train_encoder(student, x, teacher_out, *, seed: int, steps: int, lr: float = 2e-4, batch: int = 32):
+    """Pull the student's (normalized) outputs to the teacher's: 1 - cosine, plus MSE for scale."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_of(out, idx):
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return (1 - F.cosine_similarity(out, teacher_out[idx], dim=-1)).mean() + F.mse_loss(out, teacher_out[idx])
+
+    batches = (torch.randint(0, len(x[0]), (batch,), generator=g) for _ in range(steps))
+    return _fit(student, x, torch.optim.AdamW(student.parameters(), lr=lr), batches, loss_of)
+
+
+def _params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _state_bytes(module) -> int:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.tell()
+
+
+def _latency_ms(module, example: dict, runs: int = 30) -> float:
+    """PyTorch eager, one thread, median of `runs` after 5 warm-ups (the report's runtime)."""
+    import torch
+
+    from .converters import torch_args
+
+    args = torch_args(example)
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        for _ in range(5):
+            module(*args)
+        ts = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            module(*args)
+            ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+def _score(module, verify_x, ref, labels, classifier: bool) -> dict:
+    out = _outputs(module, verify_x).numpy()
+    if classifier:
+        pred = out.argmax(-1)
+        res = {"agreement_with_teacher": float((pred == ref.argmax(-1)).mean())}
+        if labels is not None:
+            res["accuracy"] = float((pred == labels).mean())
+        return res
+    a, b = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    # nearest-neighbour agreement: does each sentence's closest other sentence stay the same?
+    def nn(e):
+        e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
+        s = e @ e.T
+        np.fill_diagonal(s, -np.inf)
+        return s.argmax(1)
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+            "nn_agreement": float((nn(a) == nn(b)).mean())}
+
+
+def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, seeds: int = 3,
+            epochs: int = 60, steps: int = 400, temperature: float = 4.0, alpha: float = 0.7) -> dict:
+    import copy
+
+    import torch
+
+    from .calibration import check_disjoint, read_calibration
+    from .sources import load_model, preflight
+
+    preflight(teacher_spec)
+    preflight(student_spec)
+    if seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    teacher = load_model(teacher_spec)
+    student_src = load_model(student_spec)
+    if teacher.kind != "torch" or student_src.kind != "torch":
+        raise UsageError("distillation trains PyTorch modules: teacher and student must be PyTorch models")
+    names = list(teacher.example)
+    if list(student_src.example) != names:
+        raise UsageError(f"the student takes inputs {list(student_src.example)}, the teacher {names}: they must match")
+    classifier = teacher.task == "classification"
+    if data:
+        transfer = read_calibration(data, teacher.example, teacher.preprocessing, limit=100_000)
+        labels = None
+        source = data
+    else:
+        transfer, labels, source = _builtin_transfer(teacher)
+    check_disjoint(transfer, teacher.verify_inputs)
+    x, vx = _stack(transfer, names), _stack(teacher.verify_inputs, names)
+    teacher_module = teacher.module.eval()
+    say(f"[edgekit] distill {teacher_spec} -> {student_spec}: {len(transfer)} transfer samples ({source}), "
+        f"{len(teacher.verify_inputs)} held-out, {seeds} seed(s)")
+    t_out, ref = _outputs(teacher_module, x), _outputs(teacher_module, vx).numpy()
+    y = torch.from_numpy(np.asarray(labels)) if labels is not None else None
+    vlabels = np.asarray(teacher.verify_labels) if teacher.verify_labels is not None else None
+    runs, best, best_key = [], None, None
+    for seed in range(seeds):
+        t0 = time.perf_counter()
+        fresh = copy.deepcopy(student_src.module)  # the spec's own initialization, every seed
+        if classifier:
+            torch.manual_seed(seed)
+            for m in fresh.modules():  # a different random init per seed
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            init = copy.deepcopy(fresh)
+            kd = train_classifier(fresh, x, t_out, y, seed=seed, epochs=epochs, temperature=temperature, alpha=alpha)
+            base = train_classifier(init, x, None, y, seed=seed, epochs=epochs, temperature=temperature, alpha=0.0) \
+                if y is not None else None
+        else:
+            base = copy.deepcopy(student_src.module).eval()  # the undistilled initialization
+            kd = train_encoder(fresh, x, t_out, seed=seed, steps=steps)
+        row = {"seed": seed, "distilled": _score(kd, vx, ref, vlabels, classifier),
+               "baseline": _score(base, vx, ref, vlabels, classifier) if base is not None else None,
+               "seconds": round(time.perf_counter() - t0, 1)}
+        runs.append(row)
+        key = row["distilled"].get("accuracy", row["distilled"].get("cosine_mean", 0.0))
+        say(f"  seed {seed}: distilled {row['distilled']}; baseline {row['baseline']} ({row['seconds']} s)")
+        if best_key is None or key > best_key:
+            best, best_key = kd, key
+    report = {
+        "teacher": {"spec": teacher_spec, "params": _params(teacher_module), "state_dict_bytes": _state_bytes(teacher_module),
+                    "latency_ms": _latency_ms(teacher_module, teacher.example),
+                    "held_out": _score(teacher_module, vx, ref, vlabels, classifier)},
+        "student": {"spec": student_spec, "params": _params(best), "state_dict_bytes": _state_bytes(best),
+                    "latency_ms": _latency_ms(best, teacher.example)},
+        "method": ({"kind": "Hinton KD", "temperature": temperature, "alpha": alpha, "epochs": epochs}
+                   if classifier else {"kind": "embedding distillation (1 - cosine + MSE)", "steps": steps}),
+        "transfer_data": {"source": source, "samples": len(transfer)},
+        "held_out": {"samples": len(teacher.verify_inputs), "data": teacher.verify_data},
+        "runs": runs, "summary": _summary(runs), "latency": "PyTorch eager, 1 thread, median of 30 runs",
+    }
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"student.pt.tmp{os.getpid()}"
+    torch.save(best.state_dict(), tmp)
+    os.replace(tmp, out_dir / "student.pt")
+    tmp = out_dir / f"report.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out_dir / "report.json")
+    return report
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Mean and spread (min..max) over seeds of each metric, distilled vs baseline."""
+    out = {}
+    for side in ("distilled", "baseline"):
+        rows = [r[side] for r in runs if r[side]]
+        if rows:
+            out[side] = {k: {"mean": float(np.mean([r[k] for r in rows])), "min": float(min(r[k] for r in rows)),
+                             "max": float(max(r[k] for r in rows))} for k in rows[0]}
+    return out
+
+
+def _builtin_transfer(teacher) -> tuple[list[dict], np.ndarray | None, str]:
+    """Transfer data for the built-in teachers: what they were trained on (digits), or sentences
+    outside the held-out split (MiniLM); any other teacher needs --data."""
+    if teacher.spec == "builtin:digits":
+        from .builtin.digits import splits
+
+        (xt, yt), _, _ = splits()
+        return [{"image": np.ascontiguousarray(xt[i:i + 1])} for i in range(len(xt))], yt, "digits train split (1,200)"
+    if teacher.spec == "builtin:minilm":
+        from .builtin import minilm
+        from .builtin.data import sentences, split_by_hash
+
+        calib, _verify = split_by_hash(sentences())
+        tok = minilm.tokenizer()
+        return [minilm.tokenize(tok, s) for s in calib], None, \
+            f"{len(calib)} standard-library docstring sentences outside the held-out split"
+    raise UsageError(f"{teacher.spec}: give --data (an .npz/.npy, image folder or text file of transfer inputs)")
