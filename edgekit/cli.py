@@ -299,7 +299,7 @@ def cmd_distill(args) -> int:
 
     out = args.out or f"build/distill/{args.student.split(':')[-1]}"
     rep = distill(args.teacher, args.student, args.data, out, args.seeds, args.epochs, args.steps,
-                  args.temperature, args.alpha)
+                  args.temperature, args.alpha, args.lr)
     t, s, summ = rep["teacher"], rep["student"], rep["summary"]
     metric = "accuracy" if "accuracy" in summ["distilled"] else next(iter(summ["distilled"]))
     rows = [["teacher", t["spec"], t["params"], size(t["state_dict_bytes"]), f"{t['latency_ms']:.3f}",
@@ -548,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--steps", type=int, default=400, help="encoder optimizer steps (batch 32)")
     ds.add_argument("--temperature", type=float, default=4.0, help="KD softmax temperature (classifiers)")
     ds.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target loss vs the labels")
+    ds.add_argument("--lr", type=float, help="learning rate (default 2e-3 classifiers with Adam, 2e-4 encoders with AdamW)")
     bd = sub.add_parser("build", help="on the device: build deferred steps (TensorRT engine) and verify the bundle's "
                         "on-device artifacts here, then re-rank the bundle's roles")
     bd.add_argument("bundle")

@@ -153,7 +153,8 @@ def _score(module, verify_x, ref, labels, classifier: bool) -> dict:
 
 
 def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, seeds: int = 3,
-            epochs: int = 60, steps: int = 400, temperature: float = 4.0, alpha: float = 0.7) -> dict:
+            epochs: int = 60, steps: int = 400, temperature: float = 4.0, alpha: float = 0.7,
+            lr: float | None = None) -> dict:
     import copy
 
     import torch
@@ -197,12 +198,12 @@ def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, se
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             init = copy.deepcopy(fresh)
-            kd = train_classifier(fresh, x, t_out, y, seed=seed, epochs=epochs, temperature=temperature, alpha=alpha)
-            base = train_classifier(init, x, None, y, seed=seed, epochs=epochs, temperature=temperature, alpha=0.0) \
-                if y is not None else None
+            opts = {"seed": seed, "epochs": epochs, "temperature": temperature, **({"lr": lr} if lr else {})}
+            kd = train_classifier(fresh, x, t_out, y, alpha=alpha, **opts)
+            base = train_classifier(init, x, None, y, alpha=0.0, **opts) if y is not None else None
         else:
             base = copy.deepcopy(student_src.module).eval()  # the undistilled initialization
-            kd = train_encoder(fresh, x, t_out, seed=seed, steps=steps)
+            kd = train_encoder(fresh, x, t_out, seed=seed, steps=steps, **({"lr": lr} if lr else {}))
         row = {"seed": seed, "distilled": _score(kd, vx, ref, vlabels, classifier),
                "baseline": _score(base, vx, ref, vlabels, classifier) if base is not None else None,
                "seconds": round(time.perf_counter() - t0, 1)}
@@ -217,8 +218,9 @@ def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, se
                     "held_out": _score(teacher_module, vx, ref, vlabels, classifier)},
         "student": {"spec": student_spec, "params": _params(best), "state_dict_bytes": _state_bytes(best),
                     "latency_ms": _latency_ms(best, teacher.example)},
-        "method": ({"kind": "Hinton KD", "temperature": temperature, "alpha": alpha, "epochs": epochs}
-                   if classifier else {"kind": "embedding distillation (1 - cosine + MSE)", "steps": steps}),
+        "method": ({"kind": "Hinton KD", "temperature": temperature, "alpha": alpha, "epochs": epochs, "lr": lr or 2e-3}
+                   if classifier else {"kind": "embedding distillation (1 - cosine + MSE)", "steps": steps,
+                                       "lr": lr or 2e-4}),
         "transfer_data": {"source": source, "samples": len(transfer)},
         "held_out": {"samples": len(teacher.verify_inputs), "data": teacher.verify_data},
         "runs": runs, "summary": _summary(runs), "latency": "PyTorch eager, 1 thread, median of 30 runs",
