@@ -32,15 +32,16 @@ def choose_primary(bundle: Path, manifest: Manifest, results: list[dict]) -> dic
                          hint="add --all")
     fastest = min(timed, key=lambda i: timed[i]["latency_ms"]["p50"])
     old = manifest.target.get("primary_choice", {})
-    manifest.artifacts.sort(key=lambda a: (a.role == "rejected", a.id != fastest))  # stable: others keep order
+    # stable sort: others keep their order; rejected and on-device (not verified here) stay last
+    manifest.artifacts.sort(key=lambda a: ({"rejected": 2, "on-device": 1}.get(a.role, 0), a.id != fastest))
     for a in manifest.artifacts:
-        if a.role != "rejected":
+        if a.role in ("primary", "fallback"):
             a.role = "primary" if a.id == fastest else "fallback"
     where = next(iter(timed.values()))["measured_on"]
     choice = {"rule": "fastest median latency measured on the target", "measured_on_device": True,
               "measured_on": where, "threads": next(iter(timed.values()))["threads"],
               "p50_ms": {i: round(r["latency_ms"]["p50"], 4) for i, r in timed.items()},
-              "preferred": old.get("preferred"), "degraded": False,
+              "preferred": old.get("preferred"), "degraded": False, "on_device": old.get("on_device", []),
               "previous_rule": old.get("rule"), "why": f"timed on {where}"}
     manifest.target["primary_choice"] = choice
     write_atomically(Path(bundle) / MANIFEST, manifest.to_json())

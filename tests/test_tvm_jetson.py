@@ -122,6 +122,24 @@ def test_build_verifies_on_device_artifacts_and_reranks(digits_jetson, tmp_path)
 
 
 @pytest.mark.slow
+def test_choosing_a_primary_by_device_timings_leaves_on_device_artifacts_waiting(digits_jetson, tmp_path):
+    """`bench --device ... --choose-primary` ranks what was timed; artifacts still waiting for
+    `edgekit build` must not turn into fallbacks on the way."""
+    from edgekit.bundle import open_bundle
+    from edgekit.primary import choose_primary
+
+    src, _ = digits_jetson
+    out = tmp_path / "bundle"
+    shutil.copytree(src, out)
+    timed = [{"artifact": "onnxruntime-fp32-plain", "latency_ms": {"p50": 0.02}, "measured_on": "device ssh://jetson",
+              "threads": 1}]
+    choose_primary(out, open_bundle(out), timed)
+    roles = {a.id: a.role for a in open_bundle(out).artifacts}
+    assert roles["onnxruntime-fp32-plain"] == "primary"
+    assert [roles[i] for i in ("tensorrt-fp16", "tvm-fp32-cuda-sm87", "tvm-fp32-aarch64")] == ["on-device"] * 3
+
+
+@pytest.mark.slow
 def test_minilm_tvm_modules_and_tensorrt_onnx_for_jetson(build_dir):
     """The issue's command on the real transformer: every device artifact present and checked."""
     out = build_dir / "minilm-jetson"
