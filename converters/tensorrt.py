@@ -64,10 +64,9 @@ def convert(work, candidate, out_path: Path) -> dict:
 
 def host_check(work, onnx_path: Path) -> dict:
     """The TensorRT-ready ONNX on ONNX Runtime's CPU kernels vs the reference (held-out data)."""
-    import numpy as np
     import onnxruntime as ort
 
-    from edgekit.verify import output_metrics
+    from edgekit.verify import per_output
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
@@ -75,8 +74,7 @@ def host_check(work, onnx_path: Path) -> dict:
     got = [dict(zip(names, sess.run(names, s))) for s in inputs]
     classifier = work.info["task"] == "classification"
     return {"runtime": f"onnxruntime {ort.__version__} CPU",
-            "metrics": {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier)
-                        for n in refs[0]}}
+            "metrics": per_output(refs, got, list(refs[0]), classifier)}
 
 
 def build_engine(onnx_path: str, engine_path: str, timing_cache: str | None = None,

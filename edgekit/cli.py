@@ -1,5 +1,5 @@
-"""`python -m edgekit COMMAND`: compile, check, bench, verify, report, history, sweep, explain, gate,
-package, targets, doctor.
+"""`python -m edgekit COMMAND`: compile, check, bench, verify, report, history, sweep, explain, distill,
+build, gate, package, targets, doctor.
 
 Over 500 lines on purpose: every command's arguments and dispatch in one file is the readable list
 of what edgekit does; the work of each command lives in its own module, imported inside it.

@@ -17,7 +17,7 @@ from pathlib import Path
 from .bundle import open_bundle, sha256_file, write_atomically
 from .errors import EdgekitError, UsageError
 from .isolate import run_step
-from .manifest import MANIFEST, Artifact, Manifest, Verification
+from .manifest import MANIFEST, Artifact, Manifest, Verification, assign_roles, degraded
 
 
 def say(msg: str) -> None:
@@ -106,16 +106,9 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
 def _rerank(manifest: Manifest, profile) -> None:
     """Roles after the device spoke: verified artifacts in the profile's preference order."""
     order = [c.id for c in profile.candidates]
-    rank = {a.id: (order.index(a.id) if a.id in order else len(order)) for a in manifest.artifacts}
-    verified = sorted((a for a in manifest.artifacts if a.verification.status == "passed"), key=lambda a: rank[a.id])
-    for a in manifest.artifacts:
-        if a.verification.status == "failed":
-            a.role = "rejected"
-        elif a.verification.status == "passed":
-            a.role = "primary" if a is verified[0] else "fallback"
-    manifest.artifacts.sort(key=lambda a: ({"rejected": 2, "on-device": 1}.get(a.role, 0), rank[a.id]))
+    verified = assign_roles(manifest.artifacts, {a.id: (order.index(a.id) if a.id in order else len(order))
+                                                 for a in manifest.artifacts})
     choice = manifest.target["primary_choice"]
     choice["on_device"] = [a.id for a in manifest.artifacts if a.role == "on-device"]
-    choice["degraded"] = bool(verified) and verified[0].id != choice["preferred"] and choice["preferred"] not in \
-        choice["on_device"]
+    choice["degraded"] = degraded(verified, choice["preferred"], choice["on_device"])
     choice["built_on_device"] = True

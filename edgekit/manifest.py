@@ -86,6 +86,26 @@ class Artifact:
         return cls(**d)
 
 
+ROLE_RANK = {"primary": 0, "fallback": 0, "on-device": 1, "rejected": 2}  # listing order: usable first
+
+
+def assign_roles(artifacts: list[Artifact], rank: dict[str, int]) -> list[Artifact]:
+    """Roles from verification: failed -> rejected, not-run -> on-device (waits for `edgekit build`),
+    passed -> primary (the best-ranked) or fallback; sorts the list by role, then rank. Returns the
+    verified artifacts, best first."""
+    verified = sorted((a for a in artifacts if a.verification.status == "passed"), key=lambda a: rank[a.id])
+    for a in artifacts:
+        a.role = {"failed": "rejected", "not-run": "on-device"}.get(
+            a.verification.status, "primary" if verified and a is verified[0] else "fallback")
+    artifacts.sort(key=lambda a: (ROLE_RANK[a.role], rank[a.id]))
+    return verified
+
+
+def degraded(verified: list[Artifact], preferred: str, on_device: list[str]) -> bool:
+    """The primary is not the profile's preferred artifact, and not because that one waits for the device."""
+    return bool(verified) and verified[0].id != preferred and preferred not in on_device
+
+
 @dataclass
 class Manifest:
     model: dict[str, Any]  # name, source, sha256, task, labels, preprocessing, inputs, outputs

@@ -17,7 +17,7 @@ from .bundle import BundleWriter, check_out_dir, sha256_file
 from .converters import CONVERTERS, toolchains
 from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
-from .manifest import Artifact, Manifest, TensorSpec, Verification
+from .manifest import Artifact, Manifest, TensorSpec, Verification, assign_roles, degraded
 from .opcheck import failure_message, finding, rewrite_for, where
 from .runtimes import toolchain_of
 from .sources import DEFAULT_MODEL, preflight
@@ -227,12 +227,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     # Roles: verified artifacts in the profile's preference order (a fallback model last); failed
     # ones are kept for inspection but marked rejected so nothing loads them; artifacts for another
     # machine (not run here) wait as "on-device" until `edgekit build` verifies them there.
-    verified = [a for a in artifacts if a.verification.status == "passed"]
-    for a in artifacts:
-        a.role = ("rejected" if a.verification.status == "failed" else "on-device" if a.verification.status == "not-run"
-                  else "primary" if a is verified[0] else "fallback")
-    order = [a.id for a in artifacts]  # built in preference order
-    artifacts.sort(key=lambda a: ({"rejected": 2, "on-device": 1}.get(a.role, 0), order.index(a.id)))
+    verified = assign_roles(artifacts, {a.id: i for i, a in enumerate(artifacts)})  # built in preference order
 
     if not artifacts:
         writer.abandon()
@@ -264,8 +259,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                                    "why": _choice_note(profile),
                                    "preferred": profile.candidates[0].id,
                                    # a preferred artifact waiting for the device is not a degradation
-                                   "degraded": bool(verified) and verified[0].id != profile.candidates[0].id
-                                   and profile.candidates[0].id not in on_device,
+                                   "degraded": degraded(verified, profile.candidates[0].id, on_device),
                                    "on_device": on_device}},
         artifacts=artifacts, failed_candidates=failed, selftest=selftest,
         edgekit_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

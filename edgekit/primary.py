@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .bundle import write_atomically
 from .errors import UsageError
-from .manifest import MANIFEST, Manifest
+from .manifest import MANIFEST, ROLE_RANK, Manifest
 
 
 def check_can_choose(manifest: Manifest, device: str | None) -> None:
@@ -33,7 +33,7 @@ def choose_primary(bundle: Path, manifest: Manifest, results: list[dict]) -> dic
     fastest = min(timed, key=lambda i: timed[i]["latency_ms"]["p50"])
     old = manifest.target.get("primary_choice", {})
     # stable sort: others keep their order; rejected and on-device (not verified here) stay last
-    manifest.artifacts.sort(key=lambda a: ({"rejected": 2, "on-device": 1}.get(a.role, 0), a.id != fastest))
+    manifest.artifacts.sort(key=lambda a: (ROLE_RANK[a.role], a.id != fastest))
     for a in manifest.artifacts:
         if a.role in ("primary", "fallback"):
             a.role = "primary" if a.id == fastest else "fallback"

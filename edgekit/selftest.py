@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from .manifest import Artifact, Manifest
 from .steps import load_samples
@@ -35,13 +34,12 @@ def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[
 def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
     """The self-test of an already loaded runner: (metrics per output, failures against its tolerance)."""
     from .profiles import Tolerance
-    from .verify import judge, output_metrics
+    from .verify import judge, per_output
 
     inputs, refs = selftest_feeds(bundle_dir, manifest, artifact)
     if not inputs:
         return {}, ["the bundle has no self-test vectors"]
     got = [runner.run(x) for x in inputs]
     classifier = manifest.model.get("task") == "classification"
-    metrics = {o.name: output_metrics(np.stack([r[o.name] for r in refs]), np.stack([g[o.name] for g in got]),
-                                      classifier) for o in artifact.outputs}
+    metrics = per_output(refs, got, [o.name for o in artifact.outputs], classifier)
     return metrics, judge(metrics, Tolerance(**artifact.verification.tolerance))

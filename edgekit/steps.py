@@ -232,7 +232,7 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
     from .runtimes import open_runner, toolchain_of
-    from .verify import accuracy, judge, output_metrics
+    from .verify import accuracy, judge, per_output
 
     work = Work(Path(workdir), tolerance=tolerance, calibration_method=calibration_method)
     cand = Candidate(**candidate)
@@ -258,8 +258,7 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     if artifact_io:
         conv_info["artifact_io"] = artifact_io
     classifier = info["task"] == "classification"
-    metrics = {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier)
-               for n in ref_names}
+    metrics = per_output(refs, got, ref_names, classifier)
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
     share = (conv_info.get("delegation") or {}).get("flops_share")

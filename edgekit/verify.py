@@ -43,6 +43,11 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, classifier: bool) -> dict:
     return m
 
 
+def per_output(refs: list[dict], got: list[dict], names, classifier: bool) -> dict[str, dict]:
+    """output_metrics for each named output over samples (lists of {name: array}, one per sample)."""
+    return {n: output_metrics(np.stack([r[n] for r in refs]), np.stack([g[n] for g in got]), classifier) for n in names}
+
+
 def judge(metrics: dict[str, dict], tol) -> list[str]:
     """Reasons the artifact fails its tolerance; empty means it passes."""
     failures = []
