@@ -22,6 +22,9 @@ CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
     "tvm-cuda": ("edgekit.converters.tvm", ("onnx", "tvm", "aarch64-g++", "nvcc"), "tvm-module", ".so", True),
     # The host half of TensorRT: a TensorRT-ready ONNX; the engine is built on the device (edgekit build).
     "tensorrt": ("edgekit.converters.tensorrt", ("onnx", "onnxscript", "onnxruntime"), "onnx", ".onnx", True),
+    # Folder artifacts: a Core ML ML Program package; a TF.js graph model (model.json + weight shards).
+    "coreml": ("edgekit.converters.coreml", ("torch", "coremltools"), "mlpackage", ".mlpackage", False),
+    "tfjs": ("edgekit.converters.tfjs", ("onnx", "tfjs-converter"), "tfjs-graph-model", ".tfjs", True),
 }
 
 

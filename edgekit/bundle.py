@@ -23,11 +23,36 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file; of a folder artifact (a Core ML .mlpackage, a TF.js model folder), the
+    sha256 of its sorted "relative path NUL file sha256" lines, so renaming, adding or changing any
+    file inside changes it. Links are refused: a bundle never points outside itself."""
+    path = Path(path)
+    if path.is_dir():
+        lines = []
+        for f in sorted(_tree_files(path)):
+            lines.append(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n")
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _tree_files(root: Path) -> list[Path]:
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            if (Path(dirpath) / name).is_symlink():
+                raise BundleError(f"{root.name}: {Path(dirpath, name).relative_to(root)} is a link; refused")
+        out += [Path(dirpath) / n for n in files]
+    return out
+
+
+def size_bytes(path: Path) -> int:
+    """Bytes on disk of an artifact file, or of every file in a folder artifact."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in _tree_files(path)) if path.is_dir() else path.stat().st_size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,10 +149,10 @@ def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, 
     p = (root / rel).resolve()
     if root not in p.parents:
         raise BundleError(f"{ident}: path {rel!r} points outside the bundle; refused")
-    if not p.is_file():
+    if not (p.is_file() or p.is_dir()):
         raise BundleError(f"{ident}: file {rel} listed in the manifest is missing")
-    if p.stat().st_size != size:
-        raise BundleError(f"{ident}: {rel} is {p.stat().st_size} bytes, manifest says {size}")
+    if size_bytes(p) != size:
+        raise BundleError(f"{ident}: {rel} is {size_bytes(p)} bytes, manifest says {size}")
     if check_hash and sha256_file(p) != sha256:
         raise BundleError(f"{ident}: {rel} does not match its sha256 in the manifest (corrupted or modified)")
     return p

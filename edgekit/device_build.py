@@ -71,7 +71,7 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
         if not runs_here(runs_on):
             runtime = runs_on.get("runtime")
             why = (f"needs {runtime}: {deps.TOOLCHAINS[runtime].install}" if runtime and not deps.available(runtime)
-                   else f"built for {' + '.join(filter(None, [runs_on.get('arch'), runs_on.get('gpu')]))}")
+                   else f"built for {' + '.join(filter(None, [runs_on.get(k) for k in ('os', 'arch', 'gpu')]))}")
             rows.append([a.id, "skipped", why])
             continue
         try:

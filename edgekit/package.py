@@ -80,7 +80,8 @@ def package_bundle(bundle: str, platform: str, out: str, ids: list[str] | None =
     models = []
     for role, a in zip(["primary"] + ["fallback"] * (len(chosen) - 1), chosen):
         rel = f"models/{a.id}{Path(a.path).suffix}"
-        shutil.copyfile(Path(bundle) / a.path, writer.path(rel))
+        src = Path(bundle) / a.path
+        shutil.copytree(src, writer.path(rel)) if src.is_dir() else shutil.copyfile(src, writer.path(rel))
         layout = {t.name: (a.input_layout or {}).get(t.name, m.get("preprocessing", {}).get("layout", "as given")
                                                       if len(t.shape) == 4 else "-") for t in a.inputs}
         models.append({

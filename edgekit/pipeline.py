@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, deps
-from .bundle import BundleWriter, check_out_dir, sha256_file
+from .bundle import BundleWriter, check_out_dir, sha256_file, size_bytes
 from .converters import CONVERTERS, toolchains
 from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
@@ -93,7 +93,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         path = writer.stage / rel
         artifacts.append(Artifact(
             id=c.id, role="", format=fmt, runtime=c.runtime, precision=c.precision, path=rel,
-            sha256=sha256_file(path), size_bytes=path.stat().st_size,
+            sha256=sha256_file(path), size_bytes=size_bytes(path),
             inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
             outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
             converter=res["converter"], input_layout=res["converter"].get("input_layout"),

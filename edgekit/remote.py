@@ -123,7 +123,10 @@ def _pack(bundle_dir: Path, out: Path) -> None:
 
     manifest = open_bundle(bundle_dir, check_hashes=False)  # structure here; hashes on the device
     files = {f"bundle/{MANIFEST}": bundle_dir / MANIFEST}
-    files.update({f"bundle/{a.path}": bundle_dir / a.path for a in manifest.artifacts})
+    for a in manifest.artifacts:  # a folder artifact (.mlpackage, TF.js) travels file by file, each summed
+        p = bundle_dir / a.path
+        inner = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        files.update({f"bundle/{f.relative_to(bundle_dir).as_posix()}": f for f in inner})
     if manifest.selftest:
         files[f"bundle/{manifest.selftest['path']}"] = bundle_dir / manifest.selftest["path"]
     pkg = Path(__file__).resolve().parent

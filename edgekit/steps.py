@@ -283,11 +283,14 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
 
 def runs_here(runs_on: dict) -> bool:
     """Can this machine run an artifact made for `runs_on` ({"arch": "aarch64" | None, "gpu": ...,
-    "runtime": ...})? A GPU artifact needs the device; another CPU architecture needs the device."""
+    "os": "Darwin" | None, "runtime": ...})? A GPU artifact needs the device; another CPU
+    architecture or operating system (Core ML predicts on Apple's only) needs the device."""
     import platform
 
     from . import deps
 
+    if runs_on.get("os") and runs_on["os"] != platform.system():
+        return False
     if runs_on.get("arch") and runs_on["arch"] != platform.machine():
         return False
     if runs_on.get("runtime") and not deps.available(runs_on["runtime"]):
@@ -312,7 +315,7 @@ def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:
     from .profiles import Tolerance
 
     runs_on = conv_info["runs_on"]
-    device = " + ".join(filter(None, [runs_on.get("arch"), runs_on.get("gpu")]))
+    device = " + ".join(filter(None, [runs_on.get("os"), runs_on.get("arch"), runs_on.get("gpu")]))
     failures = list((conv_info.get("artifact_checks") or {}).get("failures", []))
     host = conv_info.get("host_check")
     if host:  # the graph the device will build, run here on another runtime

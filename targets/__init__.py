@@ -9,7 +9,7 @@ import importlib
 from ..errors import UsageError, did_you_mean
 from ..profiles import TargetProfile
 
-TARGET_MODULES = ["cpu", "android", "rpi", "jetson", "cpu_tvm"]
+TARGET_MODULES = ["cpu", "android", "rpi", "jetson", "cpu_tvm", "ios", "browser"]
 
 
 def all_profiles() -> list[TargetProfile]:

@@ -18,6 +18,10 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "executorch": ("edgekit.runtimes.executorch", "ExecuTorchRunner", "executorch"),
     "tvm": ("edgekit.runtimes.tvm", "TvmRunner", "tvm"),
     "tensorrt": ("edgekit.runtimes.tensorrt", "TensorRTRunner", "tensorrt"),
+    "coreml": ("edgekit.runtimes.coreml", "CoreMLRunner", "coremltools"),
+    # TF.js (@tensorflow/tfjs, pure JS) in Node, and the same library in a page of headless Chromium.
+    "tfjs": ("edgekit.runtimes.tfjs", "TfjsNodeRunner", "node-tfjs"),
+    "tfjs-chromium": ("edgekit.runtimes.chromium", "ChromiumRunner", "chromium"),
 }
 
 
