@@ -9,6 +9,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ToolchainMissing
 
@@ -91,6 +92,18 @@ def _find_binary(tc: Toolchain) -> str | None:
 
         home = cuda_home()
         return f"{home}/bin/nvcc" if home else None
+    if tc.name == "tfjs-converter":  # onnx2tf + tensorflowjs live in their own venv
+        from edgekit.converters.tfjs import tfjs_python
+
+        return tfjs_python()
+    if tc.name == "node-tfjs":  # node itself, and @tensorflow/tfjs where npm ci put it
+        from edgekit.runtimes.tfjs import node_modules
+
+        return shutil.which("node") if (node_modules() / "@tensorflow/tfjs/package.json").is_file() else None
+    if tc.name == "chromium":
+        from edgekit.runtimes.chromium import chromium_binary
+
+        return chromium_binary()
     return shutil.which(tc.binary)
 
 
@@ -105,10 +118,35 @@ def version(name: str) -> str | None:
     path = _find_binary(tc) if tc.binary else None
     if not path:
         return None
+    if tc.name in _VERSION_OF:
+        return _VERSION_OF[tc.name]()
     import subprocess
 
     out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
     return out[0].split()[-1] if out else "present"
+
+
+def _tfjs_converter_version() -> str:
+    from edgekit.converters.tfjs import tfjs_python
+
+    site = list(Path(tfjs_python()).parents[1].glob("lib/python3*/site-packages"))
+    found = {d.name.split("-")[0].lower(): d.name.split("-")[1].removesuffix(".dist-info")
+             for s in site for d in s.glob("*.dist-info") if d.name.lower().startswith(("onnx2tf-", "tensorflowjs-", "tensorflow-"))}
+    return " ".join(f"{k} {v}" for k, v in sorted(found.items()))
+
+
+def _node_tfjs_version() -> str:
+    import json
+    import subprocess
+
+    from edgekit.runtimes.tfjs import node_modules
+
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    tfjs = json.loads((node_modules() / "@tensorflow/tfjs/package.json").read_text())["version"]
+    return f"@tensorflow/tfjs {tfjs} on node {node}"
+
+
+_VERSION_OF = {"tfjs-converter": _tfjs_converter_version, "node-tfjs": _node_tfjs_version}
 
 
 def require(name: str, needed_for: str = ""):
@@ -117,7 +155,7 @@ def require(name: str, needed_for: str = ""):
     if not available(name):
         why = f" (needed for {needed_for})" if needed_for else ""
         raise ToolchainMissing(f"{tc.name} is not installed{why}", hint=tc.install)
-    return importlib.import_module(tc.module)
+    return _find_binary(tc) if tc.binary else importlib.import_module(tc.module)
 
 
 def versions(names) -> dict[str, str | None]:

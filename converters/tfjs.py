@@ -1,0 +1,131 @@
+"""ONNX -> TF.js graph model (a folder: `model.json` + weight shards), FP32 or quantized weights.
+
+The route is ONNX -> TF SavedModel (onnx2tf) -> TF.js (tensorflowjs). Both tools pin numpy 1.26
+and TensorFlow 2.19 against the main environment's numpy 2, so they live in their own virtualenv
+(.venv-tfjs, made by `scripts/setup-env.sh web`) and run there as a child process
+(converters/tfjs_child.py); nothing here imports TensorFlow.
+
+- Precision is the weights' storage: fp32; fp16 = float16 weights; int8 = uint8 affine weights
+  (tensorflowjs's quantization: per tensor, dequantized to float32 when the model loads). TF.js
+  computes in float32 either way: these buy download size, not speed.
+- Layout: onnx2tf turns 4-D inputs channel-last (NHWC), which is also what tf.browser.fromPixels
+  gives; the artifact records it (`input_layout`) and runners transpose the model's NCHW arrays.
+  Inputs of other ranks keep their layout (onnx2tf would otherwise move a 3-D [1,16,64] input).
+- Before onnx2tf: ReduceL2 (an L2-normalize, as sentence encoders end with) is rewritten as
+  Sqrt(ReduceSum(x*x)); onnx2tf 1.29 passes a numpy int64 axis to tf.norm and fails on it.
+- The SavedModel is converted once per compile (work folder) and reused for each precision.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = Path(__file__).with_name("tfjs_child.py")
+RESULT_MARK = "EDGEKIT-TFJS "
+QUANT = {"fp32": "none", "fp16": "float16", "int8": "uint8"}
+WEIGHTS = {"fp32": "float32", "fp16": "float16 (dequantized to float32 at load)",
+           "int8": "uint8 affine per tensor (dequantized to float32 at load)"}
+TIMEOUT_S = 1800
+
+
+def tfjs_python() -> str | None:
+    """The converter venv's Python: EDGEKIT_TFJS_PYTHON, else .venv-tfjs next to the checkout."""
+    env = os.environ.get("EDGEKIT_TFJS_PYTHON")
+    py = Path(env) if env else Path(__file__).resolve().parents[1] / ".venv-tfjs" / "bin" / "python"
+    site = list(py.parents[1].glob("lib/python3*/site-packages/onnx2tf")) if py.is_file() else []
+    return str(py) if site else None
+
+
+def rewrite_reduce_l2(src: Path, dst: Path) -> int:
+    """ReduceL2(x) -> Sqrt(ReduceSum(Mul(x, x))), same axes and keepdims. Returns nodes rewritten."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(src))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    nodes, n = [], 0
+    for node in model.graph.node:
+        if node.op_type != "ReduceL2":
+            nodes.append(node)
+            continue
+        n += 1
+        x, sq, summed = node.input[0], f"{node.name}_sq", f"{node.name}_sumsq"
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        inputs = [sq] + list(node.input[1:])
+        if "axes" in attrs and opset >= 13:  # opset < 18 ReduceL2 keeps axes as an attribute
+            axes_name = f"{node.name}_axes"
+            model.graph.initializer.append(helper.make_tensor(axes_name, onnx.TensorProto.INT64, [len(attrs["axes"])], attrs["axes"]))
+            inputs = [sq, axes_name]
+        kw = {k: v for k, v in attrs.items() if k != "axes"}
+        nodes += [helper.make_node("Mul", [x, x], [sq], name=f"{node.name}_mul"),
+                  helper.make_node("ReduceSum", inputs, [summed], name=f"{node.name}_sum", **kw),
+                  helper.make_node("Sqrt", [summed], list(node.output), name=f"{node.name}_sqrt")]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return n
+
+
+def convert(work, candidate, out_path: Path) -> dict:
+    from edgekit import deps
+
+    py = tfjs_python()
+    if py is None:
+        from edgekit.errors import ToolchainMissing
+
+        raise ToolchainMissing("the TF.js converter (onnx2tf + tensorflowjs in .venv-tfjs) is not installed",
+                               hint=deps.TOOLCHAINS["tfjs-converter"].install)
+    prepared = work.dir / "tfjs-input.onnx"
+    rewritten = rewrite_reduce_l2(work.onnx_path, prepared) if not prepared.exists() else None
+    keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) != 4]
+    cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / "tf-saved-model"),
+           "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else [])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1"}
+    env.pop("PYTHONPATH", None)  # the main venv's packages must not leak into the converter's
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+    sys.stderr.write(p.stderr[-20000:])  # the step's log keeps the tools' own output
+    line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith(RESULT_MARK)), None)
+    if p.returncode != 0 or line is None:
+        tail = [ln for ln in (p.stderr + p.stdout).strip().splitlines() if ln.strip()][-6:]
+        raise RuntimeError(f"onnx2tf/tensorflowjs failed (exit {p.returncode}): " + " | ".join(tail)[-1500:])
+    res = json.loads(line[len(RESULT_MARK):])
+    layout = res["io"]["input_layout"]
+    info = {
+        "name": "onnx2tf+tensorflowjs", "route": "ONNX -> TF SavedModel (onnx2tf) -> TF.js graph model",
+        "versions": {k: res.get(k) for k in ("onnx2tf", "tensorflow", "tensorflowjs")},
+        "weights": WEIGHTS[candidate.precision], "compute": "float32",
+        "saved_model": res["saved_model"], "onnx2tf_s": res.get("onnx2tf_s"), "tensorflowjs_s": res["tensorflowjs_s"],
+        "signature": res["signature"], "output_names": res["io"]["outputs"],
+        "layout": ", ".join(f"{k}: {v}" for k, v in layout.items()),
+        "files": sorted(f.name for f in out_path.iterdir()),
+    }
+    if rewritten:
+        info["rewrites"] = [f"ReduceL2 -> Sqrt(ReduceSum(x*x)) x{rewritten} (onnx2tf 1.29 fails on ReduceL2)"]
+    nhwc = {k: v for k, v in layout.items() if v == "NHWC"}
+    if nhwc:
+        info["input_layout"] = nhwc
+    return info
+
+
+def preflight(ctx) -> dict:
+    """Every node of the ONNX export against onnx2tf's converter table: one module per ONNX op in
+    onnx2tf/ops of the converter venv. ReduceL2 counts as supported (rewritten before onnx2tf)."""
+    if ctx.onnx_error:
+        return ctx.failed_before("ONNX export (torch.onnx.export, dynamo)", ctx.onnx_error)
+    py = tfjs_python()
+    if py is None:
+        return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": "onnx2tf/ops",
+                "error": "the TF.js converter venv is not installed (scripts/setup-env.sh web)"}
+    import onnx
+
+    table = {p.stem for site in Path(py).parents[1].glob("lib/python3*/site-packages") for p in (site / "onnx2tf/ops").glob("*.py")}
+    model = onnx.load(str(ctx.onnx_path), load_external_data=False)
+    unsupported = [{"op": n.op_type, "node": n.name, "source": None,
+                    "why": f"onnx2tf 1.29 has no converter for {n.domain + '.' if n.domain else ''}{n.op_type}"}
+                   for n in model.graph.node
+                   if n.op_type != "Constant" and (n.domain not in ("", "ai.onnx") or n.op_type not in table)]
+    return ctx.verdict(unsupported, table=f"onnx2tf/ops ({len(table)} ONNX ops)")
