@@ -81,7 +81,7 @@ def convert(work, candidate, out_path: Path) -> dict:
                                hint=deps.TOOLCHAINS["tfjs-converter"].install)
     prepared = work.dir / "tfjs-input.onnx"
     rewritten = rewrite_reduce_l2(work.onnx_path, prepared) if not prepared.exists() else None
-    keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) != 4]
+    keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) in (3, 5)]  # onnx2tf refuses others
     cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / "tf-saved-model"),
            "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else [])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1"}

@@ -24,7 +24,8 @@ def latency_stats(times_ms: list[float]) -> dict:
 
 def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: float = WARMUP_S,
             min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False,
-            keep_samples: bool = False, profile: bool = False) -> dict:
+            keep_samples: bool = False, profile: bool = False, runtime: str | None = None) -> dict:
+    """`runtime` runs the artifact on another runtime of the same format (BROWSER_RUNTIMES)."""
     from .bundle import open_bundle
     from .envinfo import environment
     from .selftest import selftest_feeds
@@ -33,9 +34,10 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     manifest = open_bundle(bundle_dir)
     art = next(a for a in manifest.artifacts if a.id == artifact_id)
     feeds = selftest_feeds(Path(bundle_dir), manifest)[0][0]
-    cls = runner_class(art.runtime)
+    runtime = runtime or art.runtime
+    cls = runner_class(runtime)
     t = time.perf_counter()
-    runner = open_runner(art.runtime, Path(bundle_dir) / art.path, threads, art.inputs, art.outputs, art.input_layout)
+    runner = open_runner(runtime, Path(bundle_dir) / art.path, threads, art.inputs, art.outputs, art.input_layout)
     load_ms = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     runner.run(feeds)
@@ -43,7 +45,8 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     end = time.perf_counter() + warmup_s
     while time.perf_counter() < end:
         runner.run(feeds)
-    times, start, last_note = [], time.perf_counter(), time.perf_counter()
+    times, start, last_note = runner.timed_runs(feeds, min_runs, min_time_s) or [], time.perf_counter(), time.perf_counter()
+    timed_by = "the runtime itself (performance.now() around execute + output download)" if times else "this process"
     while (len(times) < min_runs or time.perf_counter() - start < min_time_s) and time.perf_counter() - start < MAX_TIME_S:
         t = time.perf_counter()
         runner.run(feeds)
@@ -81,18 +84,22 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     except Exception as e:  # noqa: BLE001 — the roofline is an extra: never lose the timing for it
         roof = None
         notes.append(f"roofline not computed: {type(e).__name__}: {str(e)[:200]}")
+    if hasattr(runner, "close"):
+        runner.close()
     if len(times) < min_runs:
         notes.append(f"stopped at the {MAX_TIME_S:.0f} s cap after {len(times)} runs (< {min_runs}): "
                      "percentiles rest on few runs")
     return {
         "notes": notes,
-        "artifact": art.id, "runtime": art.runtime, "precision": art.precision, "format": art.format,
+        "artifact": art.id, "runtime": runtime, "precision": art.precision, "format": art.format, "timed_by": timed_by,
         "latency_ms": stats, "runs": len(times), "profile": prof, "roofline": roof, "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": peak_rss_mb,
         "size_bytes": art.size_bytes, "threads": threads,
         # share of operators / FLOPs the runtime's accelerated backend takes (LiteRT, ExecuTorch)
         "delegation": art.converter.get("delegation"),
-        "measured_on": "target" if manifest.target.get("host_is_target") else "host (not the target device)",
+        "measured_on": ("headless Chromium on this host" if runtime == "tfjs-chromium" else "target"
+                        if manifest.target.get("host_is_target") else "host (not the target device)"),
+        "user_agent": getattr(runner, "user_agent", None),
         "env": environment(threads, art.runtime, cls.version()),
         **extra,
     }

@@ -39,7 +39,8 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
                                  "min_runs": getattr(args, "min_runs", MIN_RUNS),
                                  "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True,
                                  "keep_samples": getattr(args, "keep_samples", False),
-                                 "profile": getattr(args, "profile", False)},
+                                 "profile": getattr(args, "profile", False),
+                                 "runtime": getattr(args, "runtime", None)},
                                 _log_dir(bundle), stderr_to_terminal=True))
     return results
 
@@ -155,6 +156,12 @@ def cmd_bench(args) -> int:
             raise UsageError("--choose-primary compares every usable artifact: add --all")
     if args.device and args.profile:
         raise UsageError("--profile runs on this machine only for now; drop --device, or --profile")
+    if args.device == "chromium":  # a local browser page, not an ssh device
+        not_web = [aid for aid in ids if next(a for a in usable if a.id == aid).runtime != "tfjs"]
+        if not_web:
+            raise UsageError(f"--device chromium runs TF.js artifacts; {', '.join(not_web)} are not",
+                             hint="compile with --target browser")
+        args.runtime, args.device = "tfjs-chromium", None
     if args.device:
         from .remote import remote_bench
 
@@ -211,6 +218,34 @@ def profile_table(r: dict, top: int = 10) -> str:
                   f"{p['ops_ms_per_run']:.3f} ms = {100 * cov:.0f}% of the unprofiled p50 {p50:.3f} ms" if cov else "")
 
 
+def _verify_in_chromium(bundle: Path, manifest, args) -> int:
+    """`verify --device chromium`: each TF.js artifact's self-test in a page of headless Chromium."""
+    from .errors import VerificationFailed
+    from .runtimes import open_runner
+    from .selftest import check_runner
+
+    web = [a for a in manifest.usable() if a.runtime == "tfjs"]
+    if not web:
+        raise UsageError(f"{bundle} has no TF.js artifact to run in Chromium", hint="compile with --target browser")
+    rows, bad = [], []
+    for a in web:
+        runner = open_runner("tfjs-chromium", bundle / a.path, None, a.inputs, a.outputs, a.input_layout)
+        try:
+            metrics, fails = check_runner(runner, bundle, manifest, a)
+        finally:
+            runner.close()
+        m = next(iter(metrics.values()), {"cosine": float("nan"), "max_abs": float("nan")})
+        rows.append([a.id, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}", "; ".join(fails)])
+        bad += [f"{a.id}: {f}" for f in fails]
+    print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
+                 f"{bundle} in headless Chromium ({runner.user_agent})"))
+    _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": "headless Chromium",
+                              "cosine": r[2]} for r in rows], manifest)
+    if bad:
+        raise VerificationFailed("self-test failed in Chromium: " + "; ".join(bad))
+    return 0
+
+
 def cmd_verify(args) -> int:
     """Re-check a bundle here: integrity, then each usable artifact on its runtime against the self-test vectors."""
     from .bundle import open_bundle
@@ -220,6 +255,8 @@ def cmd_verify(args) -> int:
     bundle = Path(args.bundle)
     manifest = open_bundle(bundle)
     rows, bad = [], []
+    if args.device == "chromium":
+        return _verify_in_chromium(bundle, manifest, args)
     if args.device:
         from .remote import remote_verify
 
@@ -416,7 +453,8 @@ COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "h
 
 
 def _add_device_opts(p):
-    p.add_argument("--device", help="run on a remote device: ssh://user@host[:port] (the device needs python3, "
+    p.add_argument("--device", help="`chromium`: in a page of headless Chromium on this host (TF.js artifacts); or a "
+                   "remote device: ssh://user@host[:port] (the device needs python3, "
                                     "numpy and the artifact's runtime)")
     p.add_argument("--identity", help="SSH private key for --device")
     p.add_argument("--device-python", default="python3", help="python on the device (default python3)")

@@ -146,7 +146,13 @@ def _node_tfjs_version() -> str:
     return f"@tensorflow/tfjs {tfjs} on node {node}"
 
 
-_VERSION_OF = {"tfjs-converter": _tfjs_converter_version, "node-tfjs": _node_tfjs_version}
+def _chromium_version() -> str:
+    from edgekit.runtimes.chromium import chromium_version
+
+    return chromium_version()
+
+
+_VERSION_OF = {"tfjs-converter": _tfjs_converter_version, "node-tfjs": _node_tfjs_version, "chromium": _chromium_version}
 
 
 def require(name: str, needed_for: str = ""):

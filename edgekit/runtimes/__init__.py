@@ -59,6 +59,9 @@ class ChannelLastInputs:
     def profile(self, feeds, runs, warmup=5):
         return self.runner.profile(self._nhwc(feeds), runs, warmup)
 
+    def timed_runs(self, feeds, runs, min_time_s):
+        return self.runner.timed_runs(self._nhwc(feeds), runs, min_time_s)
+
 
 def toolchain_of(name: str) -> str:
     return RUNTIMES[name][2]

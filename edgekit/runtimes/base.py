@@ -61,6 +61,12 @@ class Runner:
         (see profile_summary), or None where this runtime offers none here."""
         return None
 
+    def timed_runs(self, feeds: dict[str, np.ndarray], runs: int, min_time_s: float) -> list[float] | None:
+        """Per-run latency (ms) timed by the runtime itself, for runtimes in another process (a
+        Node process, a browser page) where timing `run` from Python would count the transport;
+        None: time `run` from here."""
+        return None
+
     def artifact_io(self) -> dict | None:
         """The artifact file's own tensors when they differ from the model's (e.g. quantized I/O)."""
         return None
