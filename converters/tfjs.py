@@ -11,8 +11,10 @@ and TensorFlow 2.19 against the main environment's numpy 2, so they live in thei
 - Layout: onnx2tf turns 4-D inputs channel-last (NHWC), which is also what tf.browser.fromPixels
   gives; the artifact records it (`input_layout`) and runners transpose the model's NCHW arrays.
   Inputs of other ranks keep their layout (onnx2tf would otherwise move a 3-D [1,16,64] input).
-- Before onnx2tf: ReduceL2 (an L2-normalize, as sentence encoders end with) is rewritten as
-  Sqrt(ReduceSum(x*x)); onnx2tf 1.29 passes a numpy int64 axis to tf.norm and fails on it.
+- Before onnx2tf, two rewrites into ops both tools take (`prepare_onnx`):
+  ReduceL2 (the L2-normalize sentence encoders end with) -> Sqrt(ReduceSum(x*x)): onnx2tf 1.29
+  passes a numpy int64 axis to tf.norm and fails; exact Gelu (BERT's) -> 0.5*x*(1+Erf(x/sqrt 2)):
+  onnx2tf lowers it through TF's Erfc, which TF.js has no kernel for.
 - The SavedModel is converted once per compile (work folder) and reused for each precision.
 """
 from __future__ import annotations
@@ -39,35 +41,46 @@ def tfjs_python() -> str | None:
     return str(py) if site else None
 
 
-def rewrite_reduce_l2(src: Path, dst: Path) -> int:
-    """ReduceL2(x) -> Sqrt(ReduceSum(Mul(x, x))), same axes and keepdims. Returns nodes rewritten."""
+def prepare_onnx(src: Path, dst: Path) -> list[str]:
+    """The ONNX handed to onnx2tf, with the rewrites above; returns what was rewritten."""
     import onnx
     from onnx import helper
 
     model = onnx.load(str(src))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    nodes, n = [], 0
+    nodes, done = [], {"ReduceL2": 0, "Gelu": 0}
     for node in model.graph.node:
-        if node.op_type != "ReduceL2":
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        name, x, y = node.name or f"n{len(nodes)}", node.input[0] if node.input else "", list(node.output)
+        if node.op_type == "ReduceL2":
+            sq, summed, inputs = f"{name}_sq", f"{name}_sumsq", [f"{name}_sq"] + list(node.input[1:])
+            if "axes" in attrs and opset >= 13:  # opset < 18 ReduceL2 keeps axes as an attribute; ReduceSum 13+ an input
+                inputs = [sq, f"{name}_axes"]
+                model.graph.initializer.append(helper.make_tensor(inputs[1], onnx.TensorProto.INT64,
+                                                                  [len(attrs["axes"])], attrs["axes"]))
+            kw = {k: v for k, v in attrs.items() if k != "axes"}
+            nodes += [helper.make_node("Mul", [x, x], [sq], name=f"{name}_mul"),
+                      helper.make_node("ReduceSum", inputs, [summed], name=f"{name}_sum", **kw),
+                      helper.make_node("Sqrt", [summed], y, name=f"{name}_sqrt")]
+        elif node.op_type == "Gelu" and attrs.get("approximate", b"none") in (b"none", "none"):
+            c = {k: f"{name}_{k}" for k in ("rsqrt2", "one", "half")}
+            for key, val in (("rsqrt2", 2 ** -0.5), ("one", 1.0), ("half", 0.5)):
+                model.graph.initializer.append(helper.make_tensor(c[key], onnx.TensorProto.FLOAT, [], [val]))
+            t = [f"{name}_t{i}" for i in range(4)]
+            nodes += [helper.make_node("Mul", [x, c["rsqrt2"]], [t[0]]), helper.make_node("Erf", [t[0]], [t[1]]),
+                      helper.make_node("Add", [t[1], c["one"]], [t[2]]), helper.make_node("Mul", [x, t[2]], [t[3]]),
+                      helper.make_node("Mul", [t[3], c["half"]], y, name=f"{name}_gelu")]
+        else:
             nodes.append(node)
             continue
-        n += 1
-        x, sq, summed = node.input[0], f"{node.name}_sq", f"{node.name}_sumsq"
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        inputs = [sq] + list(node.input[1:])
-        if "axes" in attrs and opset >= 13:  # opset < 18 ReduceL2 keeps axes as an attribute
-            axes_name = f"{node.name}_axes"
-            model.graph.initializer.append(helper.make_tensor(axes_name, onnx.TensorProto.INT64, [len(attrs["axes"])], attrs["axes"]))
-            inputs = [sq, axes_name]
-        kw = {k: v for k, v in attrs.items() if k != "axes"}
-        nodes += [helper.make_node("Mul", [x, x], [sq], name=f"{node.name}_mul"),
-                  helper.make_node("ReduceSum", inputs, [summed], name=f"{node.name}_sum", **kw),
-                  helper.make_node("Sqrt", [summed], list(node.output), name=f"{node.name}_sqrt")]
+        done[node.op_type] += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    return n
+    why = {"ReduceL2": "Sqrt(ReduceSum(x*x)) (onnx2tf 1.29 fails on ReduceL2)",
+           "Gelu": "0.5*x*(1+Erf(x/sqrt 2)) (onnx2tf's exact Gelu uses Erfc; TF.js has no Erfc kernel)"}
+    return [f"{op} -> {why[op]} x{n}" for op, n in done.items() if n]
 
 
 def convert(work, candidate, out_path: Path) -> dict:
@@ -80,15 +93,21 @@ def convert(work, candidate, out_path: Path) -> dict:
         raise ToolchainMissing("the TF.js converter (onnx2tf + tensorflowjs in .venv-tfjs) is not installed",
                                hint=deps.TOOLCHAINS["tfjs-converter"].install)
     prepared = work.dir / "tfjs-input.onnx"
-    rewritten = rewrite_reduce_l2(work.onnx_path, prepared) if not prepared.exists() else None
+    rewritten = prepare_onnx(work.onnx_path, prepared) if not prepared.exists() else None
     keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) in (3, 5)]  # onnx2tf refuses others
     cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / "tf-saved-model"),
            "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else [])
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1"}
+    # TF_ENABLE_ONEDNN_OPTS=0: with oneDNN on, grappler fuses LayerNorm into _MklLayerNorm, which TF.js lacks
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1",
+           "TF_ENABLE_ONEDNN_OPTS": "0"}
     env.pop("PYTHONPATH", None)  # the main venv's packages must not leak into the converter's
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
     sys.stderr.write(p.stderr[-20000:])  # the step's log keeps the tools' own output
     line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith(RESULT_MARK)), None)
+    if "Unsupported Ops in the model" in p.stderr:  # tensorflowjs's own op check, ops one per line after it
+        ops = p.stderr.split("Unsupported Ops in the model", 1)[1].splitlines()[1:]
+        ops = [o.strip() for o in ops if o.strip() and " " not in o.strip()][:10]
+        raise RuntimeError(f"TF.js has no kernel for these TensorFlow ops that onnx2tf produced: {', '.join(ops)}")
     if p.returncode != 0 or line is None:
         tail = [ln for ln in (p.stderr + p.stdout).strip().splitlines() if ln.strip()][-6:]
         raise RuntimeError(f"onnx2tf/tensorflowjs failed (exit {p.returncode}): " + " | ".join(tail)[-1500:])
@@ -104,7 +123,7 @@ def convert(work, candidate, out_path: Path) -> dict:
         "files": sorted(f.name for f in out_path.iterdir()),
     }
     if rewritten:
-        info["rewrites"] = [f"ReduceL2 -> Sqrt(ReduceSum(x*x)) x{rewritten} (onnx2tf 1.29 fails on ReduceL2)"]
+        info["rewrites"] = rewritten
     nhwc = {k: v for k, v in layout.items() if v == "NHWC"}
     if nhwc:
         info["input_layout"] = nhwc
