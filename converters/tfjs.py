@@ -92,8 +92,10 @@ def convert(work, candidate, out_path: Path) -> dict:
 
         raise ToolchainMissing("the TF.js converter (onnx2tf + tensorflowjs in .venv-tfjs) is not installed",
                                hint=deps.TOOLCHAINS["tfjs-converter"].install)
-    prepared = work.dir / "tfjs-input.onnx"
-    rewritten = prepare_onnx(work.onnx_path, prepared) if not prepared.exists() else None
+    prepared, notes = work.dir / "tfjs-input.onnx", work.dir / "tfjs-input.json"
+    if not prepared.exists():  # once per compile, like the SavedModel
+        notes.write_text(json.dumps(prepare_onnx(work.onnx_path, prepared)))
+    rewritten = json.loads(notes.read_text())
     keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) in (3, 5)]  # onnx2tf refuses others
     cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / "tf-saved-model"),
            "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else [])

@@ -1,0 +1,113 @@
+"""The browser target: TF.js graph models built by onnx2tf + tensorflowjs (their own venv), verified
+on the real @tensorflow/tfjs in Node, and run in a page of real headless Chromium on 127.0.0.1.
+
+Small models only (digits, a tiny encoder with int64 ids, LayerNorm, exact GELU and an L2
+normalize): onnx2tf takes minutes on MiniLM. The MiniLM numbers are in the README, measured by hand.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, edgekit as run, needs
+
+pytestmark = needs("tfjs-converter", "node-tfjs", "chromium")
+TINY = ROOT / "tests" / "gallery" / "tiny_encoder.py"
+
+
+def _arts(bundle) -> dict:
+    return {a["id"]: a for a in json.loads((bundle / "manifest.json").read_text())["artifacts"]}
+
+
+@pytest.fixture(scope="session")
+def digits_browser(build_dir):
+    out = build_dir / "digits-browser"
+    run("compile", "--target", "browser", "--out", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_browser(build_dir):
+    out = build_dir / "tiny-browser"
+    run("compile", "--model", f"{TINY}:make", "--target", "browser", "--out", out, check=True)
+    return out
+
+
+@pytest.mark.slow
+def test_digits_tfjs_artifacts_verified_in_node(digits_browser):
+    arts = _arts(digits_browser)
+    assert [arts[i]["role"] for i in ("tfjs-fp16", "tfjs-fp32", "tfjs-int8")] == ["primary", "fallback", "fallback"]
+    for a in arts.values():
+        v = a["verification"]
+        assert v["status"] == "passed" and v["samples"] >= 300, v
+        assert (digits_browser / a["path"] / "model.json").is_file()
+        assert a["input_layout"] == {"image": "NHWC"}  # onnx2tf moved the channels; recorded, not guessed
+    m = {k: arts[k]["verification"]["metrics"]["logits"] for k in arts}
+    assert m["tfjs-fp32"]["cosine_min_sample"] >= 0.9999 and m["tfjs-fp32"]["max_abs"] < 1e-4
+    assert m["tfjs-fp16"]["cosine_min_sample"] >= 0.999 and m["tfjs-int8"]["cosine_min_sample"] >= 0.99
+    assert m["tfjs-fp16"]["top1_agreement"] >= 0.99 and m["tfjs-int8"]["top1_agreement"] >= 0.99
+    # quantized weights are smaller on disk, and not identical to FP32 (the quantization happened)
+    size = {k: arts[k]["size_bytes"] for k in arts}
+    assert size["tfjs-int8"] < size["tfjs-fp16"] < 0.6 * size["tfjs-fp32"]
+    assert m["tfjs-fp16"]["max_abs"] > m["tfjs-fp32"]["max_abs"]
+    conv = arts["tfjs-fp16"]["converter"]
+    assert conv["versions"]["onnx2tf"] == "1.29.24" and conv["versions"]["tensorflowjs"] == "4.22.0"
+    assert arts["tfjs-fp32"]["converter"]["saved_model"] == "reused"  # one onnx2tf run per compile
+
+
+@pytest.mark.slow
+def test_tiny_encoder_int64_ids_gelu_and_l2_normalize(tiny_browser):
+    arts = _arts(tiny_browser)
+    fp32 = arts["tfjs-fp32"]
+    assert fp32["verification"]["metrics"]["embedding"]["cosine_min_sample"] >= 0.9999
+    assert fp32["converter"]["artifact_io"]["inputs_cast"] == {"input_ids": "int32", "attention_mask": "int32"}
+    rewrites = " ".join(arts["tfjs-fp16"]["converter"]["rewrites"])
+    assert "ReduceL2" in rewrites and "Gelu" in rewrites
+    assert all(a["verification"]["status"] == "passed" for a in arts.values())
+
+
+@pytest.mark.slow
+def test_headless_chromium_runs_the_models_in_a_page(digits_browser, tiny_browser):
+    """verify --device chromium: every TF.js artifact's self-test in a real page, real numbers."""
+    for bundle in (digits_browser, tiny_browser):
+        p = run("verify", bundle, "--device", "chromium", check=True)
+        assert "HeadlessChrome" in p.stdout
+        assert p.stdout.count("passed") == 3, p.stdout
+    # the page's outputs against the PyTorch reference, directly (int64 ids go in as int32)
+    from edgekit.bundle import open_bundle
+    from edgekit.runtimes import open_runner
+    from edgekit.selftest import selftest_feeds
+
+    m = open_bundle(tiny_browser)
+    a = next(a for a in m.artifacts if a.id == "tfjs-fp32")
+    runner = open_runner("tfjs-chromium", tiny_browser / a.path, None, a.inputs, a.outputs, a.input_layout)
+    try:
+        ins, refs = selftest_feeds(tiny_browser, m)
+        got = [runner.run(x)["embedding"] for x in ins]
+        assert runner.ready["backend"] == "cpu" and "HeadlessChrome" in runner.user_agent
+    finally:
+        runner.close()
+    err = max(float(np.abs(g - r["embedding"]).max()) for g, r in zip(got, refs))
+    assert len(got) >= 4 and err < 1e-4, err
+    assert runner.proc.poll() is not None  # the browser is gone after close()
+
+
+@pytest.mark.slow
+def test_bench_in_chromium_times_inside_the_page(digits_browser, tmp_path):
+    out = tmp_path / "bench.json"
+    run("bench", digits_browser, "--device", "chromium", "--min-runs", "20", "--min-time", "0.2",
+        "--json", out, check=True)
+    r = json.loads(out.read_text())
+    r = r["results"][0] if "results" in r else r  # one artifact (the primary): the result itself
+    assert r["runtime"] == "tfjs-chromium" and r["runs"] >= 20 and "runtime itself" in r["timed_by"]
+    assert "HeadlessChrome" in r["user_agent"] and r["latency_ms"]["p50"] > 0
+
+
+def test_browser_errors_are_clear(digits_bundle, tmp_path):
+    p = run("bench", digits_bundle, "--device", "chromium")
+    assert p.returncode != 0 and "--device chromium runs TF.js artifacts" in p.stderr
+    p = run("compile", "--target", "browser", "--out", tmp_path / "x", env={"EDGEKIT_TFJS_PYTHON": "/nonexistent/python"})
+    assert p.returncode != 0 and "scripts/setup-env.sh web" in (p.stdout + p.stderr)
+    assert not (tmp_path / "x" / "manifest.json").exists()
