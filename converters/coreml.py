@@ -150,27 +150,45 @@ def _io_entry(t: dict) -> dict:
             "coreml_type": coreml, "model_dtype": t["dtype"]}
 
 
-def _w8a8(work, src, module, example):
-    """W8A8 with coremltools' PT2E quantizer, calibrated on the model's calibration samples; returns
-    (quantized module, info). Raises ValueError where these versions cannot do it."""
+def _coreml_pt2e():
+    """coremltools' PT2E quantizer for Core ML and the PT2E functions it works with, or ValueError
+    saying why these versions cannot have them (checked before anything is built)."""
+    import importlib.metadata
+    import importlib.util
+
     import torch
 
+    def refuse(why) -> ValueError:
+        return ValueError(
+            f"Core ML W8A8 (int8 activations) cannot be built with coremltools "
+            f"{importlib.metadata.version('coremltools')} and torch {torch.__version__}: coremltools' PT2E quantizer "
+            "(coremltools.optimize.torch.quantization._coreml_quantizer.CoreMLQuantizer) is built on "
+            f"torch.ao.quantization.quantizer, which this PyTorch no longer has ({why}); coremltools' other route, "
+            "coremltools.optimize.coreml.experimental.linear_quantize_activations, calibrates by running Core ML "
+            "predictions, which need macOS. Use the int8-weights package (coreml-int8), or build W8A8 on a Mac "
+            "with a PyTorch that coremltools supports")
+
+    for needed in ("torch.ao.quantization.quantizer", "torch.ao.quantization.quantize_pt2e"):
+        if importlib.util.find_spec(needed) is None:
+            raise refuse(f"no module named {needed!r}")
     try:
         from coremltools.optimize.torch.quantization import LinearQuantizerConfig
         from coremltools.optimize.torch.quantization._coreml_quantizer import CoreMLQuantizer
         from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as e:
-        raise ValueError(
-            f"Core ML W8A8 (int8 activations) is not possible with coremltools {_ct().__version__} and torch "
-            f"{torch.__version__}: coremltools' PT2E quantizer (coremltools.optimize.torch.quantization."
-            f"_coreml_quantizer.CoreMLQuantizer) is built on torch.ao.quantization.quantizer, which this PyTorch "
-            f"no longer has ({e}); coremltools' other route, coremltools.optimize.coreml.experimental."
-            "linear_quantize_activations, calibrates by running Core ML predictions, which need macOS. "
-            "Use the int8-weights artifact (coreml-int8), or build W8A8 on a Mac") from e
+        raise refuse(e) from e
+    return LinearQuantizerConfig, CoreMLQuantizer, prepare_pt2e, convert_pt2e
+
+
+def _w8a8(work, src, module, example, tools) -> tuple:
+    """W8A8 with coremltools' PT2E quantizer, calibrated on the model's calibration samples ->
+    (quantized module, info). Not exercised here (`_coreml_pt2e` refuses on torch >= 2.10); written
+    after coremltools' own CoreMLQuantizer + prepare_pt2e/convert_pt2e example."""
+    import torch
+
     from .pt2e import calibration_samples
 
-    # Not exercised here (the import above fails on torch >= 2.10); written after coremltools' own
-    # example of CoreMLQuantizer with prepare_pt2e/convert_pt2e.
+    LinearQuantizerConfig, CoreMLQuantizer, prepare_pt2e, convert_pt2e = tools
     config = LinearQuantizerConfig.from_dict({"global_config": {
         "quantization_scheme": "symmetric", "milestones": [0, 0, 10, 10],
         "activation_dtype": torch.quint8, "weight_dtype": torch.qint8, "weight_per_channel": True}})
@@ -187,7 +205,6 @@ def _w8a8(work, src, module, example):
 def convert(work, candidate, out_path: Path) -> dict:
     import torch
 
-    ct = _ct()
     precision = candidate.precision
     if precision not in _WEIGHT_TYPES:
         raise ValueError(f"the Core ML converter builds fp16, fp32 or int8, not {precision}")
@@ -195,6 +212,8 @@ def convert(work, candidate, out_path: Path) -> dict:
     w8a8 = opts.get("activations") == "int8"
     if w8a8 and precision != "int8":
         raise ValueError("activations: int8 goes with precision int8")
+    tools = _coreml_pt2e() if w8a8 else None  # refuses before anything is built
+    ct = _ct()
     target_name = opts.get("minimum_deployment_target", "iOS17" if w8a8 else DEFAULT_TARGET)
     target = _target(target_name)
     units = str(opts.get("compute_units", DEFAULT_COMPUTE_UNITS)).upper()
@@ -206,7 +225,7 @@ def convert(work, candidate, out_path: Path) -> dict:
                   "minimum_deployment_target": target.name, "compute_units": units,
                   "runs_on": {"os": "Darwin", "runtime": "coremltools"}}
     if w8a8:
-        module, info["quantization"] = _w8a8(work, src, module, example)
+        module, info["quantization"] = _w8a8(work, src, module, example, tools)
     ins, outs, info["artifact_io"] = _io(work)
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(example))
@@ -214,8 +233,10 @@ def convert(work, candidate, out_path: Path) -> dict:
     if decomposed:
         info["decomposed_for_coreml"] = decomposed
     if missing:
+        from edgekit.graphops import op_name
+
         raise ValueError("coremltools' torch frontend has no conversion for "
-                         + ", ".join(sorted({f"aten.{_kind(n.target)}" for n in missing})))
+                         + ", ".join(sorted({op_name(n.target) for n in missing})))
     fp = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
     model = ct.convert(program, convert_to="mlprogram", inputs=ins, outputs=outs, compute_precision=fp,
                        minimum_deployment_target=target, compute_units=ct.ComputeUnit[units])
@@ -230,8 +251,9 @@ def convert(work, candidate, out_path: Path) -> dict:
                                 "weight_threshold": op_config.weight_threshold,
                                 "weights": f"int8 per-channel symmetric, tensors > {LARGE_WEIGHT} elements",
                                 "activations": "float16 (weights dequantized for fp16 compute)"}
-    info["weights"] = {"fp16": "float16", "fp32": "float32",
-                       "int8": "int8 per-channel symmetric (larger tensors), arithmetic float16"}[precision]
+    info["weights"] = info["quantization"]["weights"] if w8a8 else {
+        "fp16": "float16", "fp32": "float32",
+        "int8": f"int8 per-channel symmetric (tensors > {LARGE_WEIGHT} elements), arithmetic float16"}[precision]
     model.user_defined_metadata[COMPUTE_UNITS_KEY] = units
     model.short_description = f"{work.info['name']} ({precision}) compiled by edgekit"
     _save_atomically(model, Path(out_path))
@@ -276,17 +298,31 @@ def _tensor(value) -> tuple[str, int] | None:
     return MIL_pb2.DataType.Name(t.dataType), n
 
 
+# Inputs/attributes of constexpr ops that are quantization parameters, not weights: a per-row
+# scale of a 30522-row embedding table is 30522 float16 values, yet the table itself is int8.
+_QUANT_PARAMS = ("scale", "zero_point", "offset")
+
+
 def weight_census(spec) -> dict:
     """Large constant tensors (> LARGE_WEIGHT elements) by MIL data type: [count, elements]. A
-    const op's value, and the tensors constexpr ops (dequantize, LUT, sparse) carry as attributes."""
+    const op's value, and the tensors constexpr ops (dequantize, LUT, sparse) carry as attributes;
+    quantization scales and offsets are not counted."""
     census: dict[str, list[int]] = {}
     for fn in spec.mlProgram.functions.values():
         for block in fn.block_specializations.values():
-            for op in _ops(block):
+            ops = list(_ops(block))
+            params = {b.name for op in ops if op.type.startswith("constexpr_") for k in _QUANT_PARAMS
+                      if k in op.inputs for b in op.inputs[k].arguments if b.name}
+            for op in ops:
                 if op.type != "const" and not op.type.startswith("constexpr_"):
                     continue
-                for value in op.attributes.values():
-                    found = _tensor(value)
+                if op.type == "const" and op.outputs and op.outputs[0].name in params:
+                    continue
+                # iOS16/17 constexpr ops carry their tensors as attributes; iOS18 ones as inline inputs
+                values = [(k, v) for k, v in op.attributes.items()]
+                values += [(k, b.value) for k, arg in op.inputs.items() for b in arg.arguments if b.HasField("value")]
+                for key, value in values:
+                    found = None if key in _QUANT_PARAMS else _tensor(value)
                     if found and found[1] > LARGE_WEIGHT and found[0] in _FLOAT_TYPES | _QUANT_TYPES:
                         row = census.setdefault(found[0], [0, 0])
                         row[0] += 1
@@ -366,7 +402,8 @@ def check_package(path, inputs: list[dict], outputs: list[dict], precision: str,
         res["opset"] = fn.opset
         if version is None or version > int(want_t):
             failures.append(f"function {name}: opset {fn.opset} is newer than {target}'s ({ct._OPSET.get(int(want_t))})")
-        opset = ct.target(version if version is not None else int(want_t))
+        # ops are judged by the opset the deployment target has (a newer program is flagged above)
+        opset = ct.target(min(version if version is not None else int(want_t), int(want_t)))
         here: dict[str, int] = {}
         for block in fn.block_specializations.values():
             for op in _ops(block):
@@ -380,7 +417,7 @@ def check_package(path, inputs: list[dict], outputs: list[dict], precision: str,
             try:
                 _get_version_of_op(variants, opset)
             except ValueError:
-                failures.append(f"op {op_type} (x{n}) is not in the {opset.name} opset ({fn.opset}); it starts at "
+                failures.append(f"op {op_type} (x{n}) is not in the {opset.name} opset ({ct._OPSET[int(opset)]}); it starts at "
                                 f"{min(variants).name}")
     res["ops"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     if counts and not any(f.startswith("op ") for f in failures):

@@ -103,8 +103,10 @@ def _segment(run, n: int, warmup: int) -> list[float]:
     return out
 
 
-def interleave(run_a, run_b, blocks: int, block_seconds: float, warmup_runs: int):
+def interleave(run_a, run_b, blocks: int, block_seconds: float, warmup_runs: int, segment_b=None):
     """ABBA/BAAB blocks of `block_seconds` segments, each after its own warm-up.
+    `segment_b(n, warmup) -> seconds per run`, when given, times B's segments itself (a runtime in
+    another process timing its own runs, e.g. TF.js in Node or a page: no transport counted).
     Returns (per-block log(median B / median A), all A times, all B times, runs per segment); seconds."""
     for _ in range(warmup_runs * 3):
         run_a(), run_b()
@@ -115,7 +117,8 @@ def interleave(run_a, run_b, blocks: int, block_seconds: float, warmup_runs: int
     for i in range(blocks):
         seg = {"A": [], "B": []}
         for side in ("ABBA" if i % 2 == 0 else "BAAB"):
-            seg[side] += _segment(run_a if side == "A" else run_b, n, warmup_runs)
+            seg[side] += (segment_b(n, warmup_runs) if side == "B" and segment_b
+                          else _segment(run_a if side == "A" else run_b, n, warmup_runs))
         log_ratios.append(math.log(np.median(seg["B"]) / np.median(seg["A"])))
         times_a += seg["A"]
         times_b += seg["B"]
