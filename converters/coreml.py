@@ -127,7 +127,8 @@ def _io(work) -> tuple[list, list, dict]:
     ins, outs, rec = [], [], {"inputs": [], "outputs": []}
     for t in work.info["inputs"]:
         if t["dtype"] not in _IO_TYPES:
-            raise ValueError(f"input {t['name']!r} is {t['dtype']}; Core ML inputs are float32, float16 or int32 arrays")
+            raise ValueError(f"input {t['name']!r} is {t['dtype']}; Core ML inputs are float32, float16 or "
+                             "int32 arrays")
         np_type = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32}[_IO_TYPES[t["dtype"]]]
         ins.append(ct.TensorType(name=t["name"], shape=tuple(t["shape"]), dtype=np_type))
         rec["inputs"].append(_io_entry(t))
@@ -139,8 +140,8 @@ def _io(work) -> tuple[list, list, dict]:
              if e["dtype"] != e["model_dtype"]]
     if casts:
         rec["casts"] = casts
-        rec["note"] = ("Core ML has no int64 arrays: an app feeds these as int32 (MLMultiArray .int32); "
-                       "the edgekit runner converts after a range check")
+        rec["note"] = ("Core ML arrays are float32, float16 or int32 (no int64): an app feeds these tensors in the "
+                       "package's type (MLMultiArray); the edgekit runner converts, integers after a range check")
     return ins, outs, rec
 
 
@@ -159,14 +160,17 @@ def _coreml_pt2e():
     import torch
 
     def refuse(why) -> ValueError:
+        # The first line is what the manifest and the console keep (edgekit.steps.root_cause): the whole reason.
         return ValueError(
-            f"Core ML W8A8 (int8 activations) cannot be built with coremltools "
-            f"{importlib.metadata.version('coremltools')} and torch {torch.__version__}: coremltools' PT2E quantizer "
-            "(coremltools.optimize.torch.quantization._coreml_quantizer.CoreMLQuantizer) is built on "
-            f"torch.ao.quantization.quantizer, which this PyTorch no longer has ({why}); coremltools' other route, "
+            f"Core ML W8A8 cannot be built here: coremltools' CoreMLQuantizer needs torch.ao.quantization.quantizer, "
+            f"which torch {torch.__version__} lacks, and linear_quantize_activations needs Core ML predictions "
+            "(macOS). Use coreml-int8 (int8 weights)\n"
+            f"coremltools {importlib.metadata.version('coremltools')}: the PT2E quantizer for Core ML "
+            "(coremltools.optimize.torch.quantization._coreml_quantizer.CoreMLQuantizer) imports "
+            f"torch.ao.quantization.quantizer, which PyTorch moved to torchao ({why}); coremltools' other route, "
             "coremltools.optimize.coreml.experimental.linear_quantize_activations, calibrates by running Core ML "
-            "predictions, which need macOS. Use the int8-weights package (coreml-int8), or build W8A8 on a Mac "
-            "with a PyTorch that coremltools supports")
+            "predictions, which need macOS (edgekit does not take that route). This converter builds W8A8 with a "
+            "PyTorch that still has torch.ao.quantization.quantizer (one of the versions coremltools is tested with).")
 
     for needed in ("torch.ao.quantization.quantizer", "torch.ao.quantization.quantize_pt2e"):
         if importlib.util.find_spec(needed) is None:
@@ -247,7 +251,9 @@ def convert(work, candidate, out_path: Path) -> dict:
         op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=LARGE_WEIGHT)
         model = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=op_config))
         info["quantization"] = {"method": "coremltools.optimize.coreml.linear_quantize_weights",
-                                "mode": op_config.mode, "granularity": str(op_config.granularity),
+                                "mode": str(getattr(op_config.mode, "name", op_config.mode)).lower(),
+                                "granularity": str(getattr(op_config.granularity, "name",
+                                                           op_config.granularity)).lower(),
                                 "weight_threshold": op_config.weight_threshold,
                                 "weights": f"int8 per-channel symmetric, tensors > {LARGE_WEIGHT} elements",
                                 "activations": "float16 (weights dequantized for fp16 compute)"}
@@ -401,7 +407,8 @@ def check_package(path, inputs: list[dict], outputs: list[dict], precision: str,
         version = opset_of.get(fn.opset)
         res["opset"] = fn.opset
         if version is None or version > int(want_t):
-            failures.append(f"function {name}: opset {fn.opset} is newer than {target}'s ({ct._OPSET.get(int(want_t))})")
+            failures.append(f"function {name}: opset {fn.opset} is newer than {target}'s "
+                            f"({ct._OPSET.get(int(want_t))})")
         # ops are judged by the opset the deployment target has (a newer program is flagged above)
         opset = ct.target(min(version if version is not None else int(want_t), int(want_t)))
         here: dict[str, int] = {}
@@ -417,8 +424,8 @@ def check_package(path, inputs: list[dict], outputs: list[dict], precision: str,
             try:
                 _get_version_of_op(variants, opset)
             except ValueError:
-                failures.append(f"op {op_type} (x{n}) is not in the {opset.name} opset ({ct._OPSET[int(opset)]}); it starts at "
-                                f"{min(variants).name}")
+                failures.append(f"op {op_type} (x{n}) is not in the {opset.name} opset ({ct._OPSET[int(opset)]}); "
+                                f"it starts at {min(variants).name}")
     res["ops"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     if counts and not any(f.startswith("op ") for f in failures):
         passed.append(f"all {len(counts)} op types ({sum(counts.values())} ops) are in coremltools' MIL op "

@@ -1,9 +1,10 @@
-"""`edgekit package BUNDLE --for android|ios|linux --out DIR`: what an app embeds, nothing else.
+"""`edgekit package BUNDLE --for android|ios|linux|web --out DIR`: what an app embeds, nothing else.
 
 The package holds the chosen model file(s), `model.json` (tensor names, shapes, dtypes, layout,
 normalization, labels, precision, sha256, the file's own quantized I/O) and self-test vectors as
 raw little-endian `.bin` files, so an app can prove the model at start-up the way ExecuTorch's
-BundledProgram does. `check_model.py` runs that self-test from the files alone (numpy + runtime).
+BundledProgram does. `check_model.py` runs that self-test from the files alone (numpy + runtime); a web package has
+`edgekit-web.js` instead, an ES module that loads the model with TF.js, self-tests and predicts.
 Written like a bundle: staged, `model.json` last, one rename.
 """
 from __future__ import annotations
@@ -26,7 +27,10 @@ PLATFORM_FORMATS = {
     "android": ("tflite", "pte", "torchscript"),
     "ios": ("mlpackage", "pte", "tflite", "torchscript"),
     "linux": ("onnx", "tflite", "pte", "torchscript"),
+    "web": ("tfjs-graph-model",),
 }
+# What each package carries besides the models: a self-test runner in the platform's language.
+LOADERS = {"web": "edgekit-web.js"}
 
 
 def choose(manifest, platform: str, ids: list[str] | None = None) -> list:
@@ -108,5 +112,6 @@ def package_bundle(bundle: str, platform: str, out: str, ids: list[str] | None =
                      "note": "vectors are in the model's own layout and float values; see models[].input_layout "
                              "and models[].io for what each file takes", "vectors": vectors},
     }
-    shutil.copyfile(Path(__file__).parent / "app" / "check_model.py", writer.path("check_model.py"))
+    loader = LOADERS.get(platform, "check_model.py")
+    shutil.copyfile(Path(__file__).parent / "app" / loader, writer.path(loader))
     return writer.publish(json.dumps(pkg, indent=2))

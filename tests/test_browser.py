@@ -111,3 +111,49 @@ def test_browser_errors_are_clear(digits_bundle, tmp_path):
     p = run("compile", "--target", "browser", "--out", tmp_path / "x", env={"EDGEKIT_TFJS_PYTHON": "/nonexistent/python"})
     assert p.returncode != 0 and "scripts/setup-env.sh web" in (p.stdout + p.stderr)
     assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+WEB_APP = """
+import { loadEdgekitModel } from "/model/edgekit-web.js";
+const post = (o) => fetch("/result", {method: "POST", body: JSON.stringify(o)});
+try {
+  const m = await loadEdgekitModel("/model/", tf);
+  const v = m.package.selftest.vectors[0];
+  const input = new Float32Array(await (await fetch("/model/" + v.inputs.image.file)).arrayBuffer());
+  const out = await m.predict({image: input});
+  const want = new Float32Array(await (await fetch("/model/" + v.expected.logits.file)).arrayBuffer());
+  const argmax = (a) => a.indexOf(Math.max(...a));
+  await post({used: m.used, problems: m.problems, selftest: m.selfTestResult,
+              top1: argmax(Array.from(out.logits.data)), want_top1: argmax(Array.from(want)),
+              max_abs: Math.max(...Array.from(want).map((w, i) => Math.abs(w - out.logits.data[i])))});
+} catch (e) { await post({error: String(e && e.message ? e.message : e)}); }
+"""
+
+
+@pytest.mark.slow
+def test_web_package_loads_self_tests_and_falls_back_in_chromium(digits_browser, tmp_path):
+    """package --for web, then the package's own ES-module loader in a real page: self-test on load,
+    predict in the model's NCHW layout; a corrupted primary makes the fallback take over."""
+    import shutil
+
+    from edgekit.runtimes.chromium import run_page
+
+    pkg = tmp_path / "web"
+    p = run("package", digits_browser, "--for", "web", "--out", pkg, check=True)
+    assert "edgekit-web.js" in p.stdout and (pkg / "edgekit-web.js").is_file()
+    meta = json.loads((pkg / "model.json").read_text())
+    assert [m["id"] for m in meta["models"]] == ["tfjs-fp16", "tfjs-fp32"]
+    assert meta["models"][0]["input_layout"] == {"image": "NHWC"} and meta["inputs"][0]["layout"] == "NCHW"
+    r = run_page(pkg, WEB_APP, timeout_s=120)
+    assert "error" not in r, r
+    assert r["used"] == "tfjs-fp16" and r["problems"] == [] and r["selftest"]["passed"]
+    assert r["selftest"]["worst_cosine"] >= 0.999 and len(r["selftest"]["results"]) == meta["selftest"]["samples"]
+    assert r["top1"] == r["want_top1"] and r["max_abs"] < 0.05
+
+    broken = tmp_path / "web-broken"
+    shutil.copytree(pkg, broken)
+    shard = next((broken / "models" / "tfjs-fp16.tfjs").glob("*.bin"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a truncated download
+    r = run_page(broken, WEB_APP, timeout_s=120)
+    assert r["used"] == "tfjs-fp32" and r["selftest"]["passed"], r
+    assert len(r["problems"]) == 1 and r["problems"][0].startswith("tfjs-fp16 (primary)")

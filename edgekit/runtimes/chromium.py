@@ -24,11 +24,18 @@ from .. import deps
 from .tfjs import RUNNER_JS, JsRunner, node_modules
 
 ANSWER_TIMEOUT_S = 300.0
+MIME = {".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json", ".wasm": "application/wasm"}
+# A page whose script fails before it answers would leave the runner waiting: report it instead.
+REPORT_ERRORS = """<script>
+const edgekitReport = (e) => fetch("/result", {method: "POST", body: JSON.stringify({error: String(e)})});
+window.addEventListener("error", (ev) => edgekitReport(ev.message || ev.error));
+window.addEventListener("unhandledrejection", (ev) => edgekitReport(ev.reason && ev.reason.message || ev.reason));
+</script>"""
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-extensions", "--disable-sync", "--no-first-run", "--mute-audio",
                   "--disable-component-update", "--disable-default-apps"]
 
-PAGE = """<!doctype html><meta charset="utf-8"><title>edgekit TF.js runner</title>
+PAGE = """<!doctype html><meta charset="utf-8"><title>edgekit TF.js runner</title>__REPORT_ERRORS__
 <script src="/tfjs/tf.min.js"></script><script src="/tfjs-wasm/tf-backend-wasm.min.js"></script>
 <script src="/runner.js"></script>
 <script>
@@ -73,8 +80,8 @@ def chromium_version() -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, model_dir: Path, backend: str):
-        self.model_dir, self.backend = model_dir.resolve(), backend
+    def __init__(self, model_dir: Path, backend: str, page: str = PAGE):
+        self.model_dir, self.backend, self.page = model_dir.resolve(), backend, page
         self.jobs: queue.Queue = queue.Queue()
         self.answers: queue.Queue = queue.Queue()
         self.closing = False
@@ -82,6 +89,7 @@ class _Server(ThreadingHTTPServer):
         self.static = {"/runner.js": RUNNER_JS, "/tfjs/tf.min.js": nm / "tfjs/dist/tf.min.js"}
         wasm = nm / "tfjs-backend-wasm/dist"
         self.static.update({f"/tfjs-wasm/{p.name}": p for p in wasm.glob("*") if p.suffix in (".js", ".wasm")})
+        self.page = self.page.replace("__REPORT_ERRORS__", REPORT_ERRORS)
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
@@ -102,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
         s, path = self.server, self.path.split("?")[0]
         if path == "/":
-            return self._send(200, PAGE.replace("__BACKEND__", s.backend).encode(), "text/html")
+            return self._send(200, s.page.replace("__BACKEND__", s.backend).encode(), "text/html")
         if path == "/next":
             if s.closing:
                 return self._send(410)
@@ -112,12 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(204)
             return self._send(200, json.dumps(job).encode())
         if path in s.static:
-            ctype = {".js": "text/javascript", ".wasm": "application/wasm"}.get(s.static[path].suffix, "application/octet-stream")
-            return self._send(200, s.static[path].read_bytes(), ctype)
+            return self._send(200, s.static[path].read_bytes(), MIME.get(s.static[path].suffix, "application/octet-stream"))
         if path.startswith("/model/"):
             f = (s.model_dir / path[len("/model/"):]).resolve()
             if s.model_dir in f.parents and f.is_file():  # nothing outside the model folder is served
-                return self._send(200, f.read_bytes(), "application/json" if f.suffix == ".json" else "application/octet-stream")
+                return self._send(200, f.read_bytes(), MIME.get(f.suffix, "application/octet-stream"))
         return self._send(404)
 
     def do_POST(self):  # noqa: N802
@@ -126,6 +133,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.answers.put(json.loads(body))
             return self._send(200)
         return self._send(404)
+
+
+def _launch(url: str, profile_dir: str, log) -> subprocess.Popen:
+    return subprocess.Popen([chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", url],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_page(folder: Path, module_js: str, timeout_s: float = ANSWER_TIMEOUT_S) -> dict:
+    """Serve `folder` at /model/ and open a page that loads tf.min.js and runs `module_js` as an ES
+    module; the module posts one JSON object to /result, which is returned. For checking what a web
+    app does with an edgekit package (tests, `package --for web`), in the real browser."""
+    deps.require("chromium", "running a page in headless Chromium")
+    page = (f'<!doctype html><meta charset="utf-8">{REPORT_ERRORS}<script src="/tfjs/tf.min.js"></script>'
+            f'<script type="module">{module_js}</script>')
+    server = _Server(Path(folder), "cpu", page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    profile_dir = tempfile.mkdtemp(prefix="edgekit-chromium-")
+    with open(Path(profile_dir) / "chromium.log", "w+") as log:
+        proc = _launch(f"http://127.0.0.1:{server.server_address[1]}/", profile_dir, log)
+        try:
+            return server.answers.get(timeout=timeout_s)
+        except queue.Empty:
+            log.seek(0)
+            raise RuntimeError(f"the page posted no result within {timeout_s:.0f} s: {log.read()[-1500:]}") from None
+        finally:
+            proc.kill()
+            proc.wait()
+            server.shutdown()
+            server.server_close()
+            shutil.rmtree(profile_dir, ignore_errors=True)
 
 
 class ChromiumRunner(JsRunner):
@@ -144,8 +181,7 @@ class ChromiumRunner(JsRunner):
         self.profile_dir = tempfile.mkdtemp(prefix="edgekit-chromium-")
         url = f"http://127.0.0.1:{self.server.server_address[1]}/"
         self.log = open(Path(self.profile_dir) / "chromium.log", "w+")
-        self.proc = subprocess.Popen([chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile_dir}", url],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = _launch(url, self.profile_dir, self.log)
         self.ready = self._answer("loading the model in the page")
         self.user_agent = self.ready.get("userAgent")
 
