@@ -6,8 +6,9 @@ and TensorFlow 2.19 against the main environment's numpy 2, so they live in thei
 (converters/tfjs_child.py); nothing here imports TensorFlow.
 
 - Precision is the weights' storage: fp32; fp16 = float16 weights; int8 = uint8 affine weights
-  (tensorflowjs's quantization: per tensor, dequantized to float32 when the model loads). TF.js
-  computes in float32 either way: these buy download size, not speed.
+  (tensorflowjs's quantization: per tensor, dequantized to float32 when the model loads), except
+  tensors whose uint8 copy errs by > 2 %, kept float16 (tfjs_child.uint8_plan). TF.js computes in
+  float32 either way: these buy download size, not speed.
 - Layout: onnx2tf turns 4-D inputs channel-last (NHWC), which is also what tf.browser.fromPixels
   gives; the artifact records it (`input_layout`) and runners transpose the model's NCHW arrays.
   Inputs of other ranks keep their layout (onnx2tf would otherwise move a 3-D [1,16,64] input).
@@ -29,7 +30,7 @@ CHILD = Path(__file__).with_name("tfjs_child.py")
 RESULT_MARK = "EDGEKIT-TFJS "
 QUANT = {"fp32": "none", "fp16": "float16", "int8": "uint8"}
 WEIGHTS = {"fp32": "float32", "fp16": "float16 (dequantized to float32 at load)",
-           "int8": "uint8 affine per tensor (dequantized to float32 at load)"}
+           "int8": "uint8 affine per tensor where its error is <= 2 %, float16 for the rest (dequantized to float32 at load)"}
 TIMEOUT_S = 1800
 
 
@@ -120,7 +121,7 @@ def convert(work, candidate, out_path: Path) -> dict:
         "versions": {k: res.get(k) for k in ("onnx2tf", "tensorflow", "tensorflowjs")},
         "weights": WEIGHTS[candidate.precision], "compute": "float32",
         "saved_model": res["saved_model"], "onnx2tf_s": res.get("onnx2tf_s"), "tensorflowjs_s": res["tensorflowjs_s"],
-        "signature": res["signature"], "output_names": res["io"]["outputs"],
+        "signature": res["signature"], "uint8_plan": res.get("uint8_plan"), "output_names": res["io"]["outputs"],
         "layout": ", ".join(f"{k}: {v}" for k, v in layout.items()),
         "files": sorted(f.name for f in out_path.iterdir()),
     }

@@ -15,6 +15,14 @@
 
 const DTYPES = { float32: Float32Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array, bool: Uint8Array };
 
+// tf.loadGraphModel starts every weight shard's fetch at once and reads no body until all have
+// answered; over HTTP/1.1 a browser opens 6 connections per host, so a model of more than 6 large
+// shards deadlocks (MiniLM's 22 shards stopped at 6 in Chromium). Reading each body as it arrives avoids it.
+async function readWhole(url, init) {
+  const r = await fetch(url, init);
+  return new Response(await r.arrayBuffer(), { status: r.status, statusText: r.statusText, headers: r.headers });
+}
+
 async function fetchJson(url) {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
@@ -104,7 +112,7 @@ export async function loadEdgekitModel(baseUrl, tf, { runSelfTest = true } = {})
   const problems = [];
   for (const entry of pkg.models) {
     try {
-      const graph = await tf.loadGraphModel(base + entry.file + "/model.json");
+      const graph = await tf.loadGraphModel(base + entry.file + "/model.json", { fetchFunc: readWhole });
       const r = runnerFor(tf, pkg, entry, graph);
       const check = runSelfTest ? await r.selfTest(base) : null;
       if (check && !check.passed) throw new Error(`self-test failed: worst cosine ${check.worst_cosine} < ${check.cosine_min}`);

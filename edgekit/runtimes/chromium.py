@@ -6,7 +6,7 @@ this process for work: it long-polls /next for a request, runs it with the same 
 runner (tfjs_runner.js) and posts the answer to /result. So `run` and `bench` speak to a page,
 and the latency is timed inside the page (performance.now()). Chromium is Debian's package
 (scripts/apt-web.txt), started with its own throwaway profile, no GPU (the backend is TF.js's
-`cpu`, or EDGEKIT_TFJS_BACKEND=webgl/wasm), no network beyond 127.0.0.1.
+`wasm`, or EDGEKIT_TFJS_BACKEND=cpu/webgl), no network beyond 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .. import deps
-from .tfjs import RUNNER_JS, JsRunner, node_modules
+from .tfjs import DEFAULT_BACKEND, RUNNER_JS, JsRunner, node_modules
 
 ANSWER_TIMEOUT_S = 300.0
 MIME = {".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json", ".wasm": "application/wasm"}
@@ -31,7 +31,7 @@ const edgekitReport = (e) => fetch("/result", {method: "POST", body: JSON.string
 window.addEventListener("error", (ev) => edgekitReport(ev.message || ev.error));
 window.addEventListener("unhandledrejection", (ev) => edgekitReport(ev.reason && ev.reason.message || ev.reason));
 </script>"""
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                   "--disable-extensions", "--disable-sync", "--no-first-run", "--mute-audio",
                   "--disable-component-update", "--disable-default-apps"]
 
@@ -39,6 +39,13 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>edgekit TF.js runner</titl
 <script src="/tfjs/tf.min.js"></script><script src="/tfjs-wasm/tf-backend-wasm.min.js"></script>
 <script src="/runner.js"></script>
 <script>
+// tf.loadGraphModel starts every shard's fetch at once and reads no body until all have answered;
+// over HTTP/1.1 the browser opens 6 connections per host, so a model of more than 6 large shards
+// deadlocks (measured: MiniLM's 22 shards stopped at 6). Reading each body as it arrives avoids it.
+const edgekitReadWhole = async (url, init) => {
+  const r = await fetch(url, init);
+  return new Response(await r.arrayBuffer(), {status: r.status, statusText: r.statusText, headers: r.headers});
+};
 (async () => {
   const post = (path, obj) => fetch(path, {method: "POST", body: JSON.stringify(obj)});
   let runner;
@@ -47,7 +54,7 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>edgekit TF.js runner</titl
     if (backend === "wasm") tf.wasm.setWasmPaths("/tfjs-wasm/");
     await tf.setBackend(backend);
     await tf.ready();
-    const model = await tf.loadGraphModel("/model/model.json");
+    const model = await tf.loadGraphModel("/model/model.json", {fetchFunc: edgekitReadWhole});
     runner = edgekitMakeRunner(tf, model);
     await post("/ready", {ready: true, backend: tf.getBackend(), tfjs: tf.version.tfjs,
                           userAgent: navigator.userAgent, outputs: runner.outNames});
@@ -95,6 +102,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # Keep-alive: with HTTP/1.0 (one connection per response) headless Chromium stalled after its
+    # first 6 parallel weight-shard downloads of a 22-shard model and never asked for the 7th.
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):  # quiet: the step log is not a web server log
         pass
@@ -175,7 +185,7 @@ class ChromiumRunner(JsRunner):
         deps.require("node-tfjs", "the TF.js browser build (node_modules/@tensorflow/tfjs)")
         if not (self.path / "model.json").is_file():
             raise FileNotFoundError(f"{self.path}: no model.json (not a TF.js graph model folder)")
-        self.backend = os.environ.get("EDGEKIT_TFJS_BACKEND", "cpu")
+        self.backend = os.environ.get("EDGEKIT_TFJS_BACKEND", DEFAULT_BACKEND)
         self.server = _Server(self.path, self.backend)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.profile_dir = tempfile.mkdtemp(prefix="edgekit-chromium-")
