@@ -401,7 +401,8 @@ def cmd_targets(args) -> int:
             role = "primary" if i == 0 else ("--precision " + c.precision if c.on_request else f"fallback {i}")
             installed = (f"no: {deps.TOOLCHAINS[missing[0]].install}" if missing else
                          f"prepared here; {', '.join(on_device)} step runs on the device (edgekit build)" if on_device
-                         else "yes")
+                         else "converted and checked here; predicts on macOS only (edgekit build on a Mac)"
+                         if c.runtime == "coreml" and sys.platform != "darwin" else "yes")
             rows.append([p.name if i == 0 else "", role, c.runtime, c.precision, c.converter, installed,
                          p.description if i == 0 else ""])
     print(render(["target", "preference", "runtime", "precision", "converter", "installed", "description"], rows))

@@ -63,7 +63,7 @@ TOOLCHAINS: dict[str, Toolchain] = {
                   "ONNX -> TF SavedModel (onnx2tf) -> TF.js graph model (tensorflowjs), in their own venv",
                   binary="tfjs-converter"),
         Toolchain("node-tfjs", "", "", "scripts/setup-env.sh web  # node + npm ci (@tensorflow/tfjs, package-lock.json)",
-                  "runs TF.js graph models in Node (pure-JS @tensorflow/tfjs)", binary="node-tfjs"),
+                  "runs TF.js graph models in Node (@tensorflow/tfjs, wasm backend)", binary="node-tfjs"),
         Toolchain("chromium", "", "", "sudo apt-get install chromium  # scripts/apt-web.txt",
                   "headless browser: runs TF.js models in a real page", binary="chromium"),
         Toolchain("ray", "ray", "ray", "pip install 'edgekit[sweep]'",
@@ -130,7 +130,7 @@ def _tfjs_converter_version() -> str:
     from edgekit.converters.tfjs import tfjs_python
 
     site = list(Path(tfjs_python()).parents[1].glob("lib/python3*/site-packages"))
-    found = {d.name.split("-")[0].lower(): d.name.split("-")[1].removesuffix(".dist-info")
+    found = {d.name.removesuffix(".dist-info").split("-")[0].lower(): d.name.removesuffix(".dist-info").split("-")[1]
              for s in site for d in s.glob("*.dist-info") if d.name.lower().startswith(("onnx2tf-", "tensorflowjs-", "tensorflow-"))}
     return " ".join(f"{k} {v}" for k, v in sorted(found.items()))
 

@@ -55,7 +55,7 @@ def _build_engine(bundle: Path, a: Artifact, logs: Path, workspace_mb: int | Non
 def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, list[list[str]]]:
     """Build/verify every on-device artifact this machine can run; (new manifest, result rows)."""
     from . import deps
-    from .steps import runs_here
+    from .steps import device_words, runs_here
     from .targets import get_profile
 
     bundle = Path(bundle_dir)
@@ -71,7 +71,7 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
         if not runs_here(runs_on):
             runtime = runs_on.get("runtime")
             why = (f"needs {runtime}: {deps.TOOLCHAINS[runtime].install}" if runtime and not deps.available(runtime)
-                   else f"built for {' + '.join(filter(None, [runs_on.get(k) for k in ('os', 'arch', 'gpu')]))}")
+                   else f"built for {device_words(runs_on)}")
             rows.append([a.id, "skipped", why])
             continue
         try:

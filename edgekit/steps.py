@@ -298,6 +298,12 @@ def runs_here(runs_on: dict) -> bool:
     return has_nvidia_gpu() if runs_on.get("gpu") else True
 
 
+def device_words(runs_on: dict) -> str:
+    """"macOS", "aarch64 + cuda sm_87": the machine an artifact needs, as a user calls it."""
+    os_name = {"Darwin": "macOS"}.get(runs_on.get("os"), runs_on.get("os"))
+    return " + ".join(filter(None, [os_name, runs_on.get("arch"), runs_on.get("gpu")]))
+
+
 def has_nvidia_gpu() -> bool:
     """An NVIDIA GPU's driver is present: nvidia-smi (desktop/server drivers, JetPack 6) or a
     Jetson's integrated-GPU device node (older JetPack has no nvidia-smi)."""
@@ -315,7 +321,7 @@ def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:
     from .profiles import Tolerance
 
     runs_on = conv_info["runs_on"]
-    device = " + ".join(filter(None, [runs_on.get("os"), runs_on.get("arch"), runs_on.get("gpu")]))
+    device = device_words(runs_on)
     failures = list((conv_info.get("artifact_checks") or {}).get("failures", []))
     host = conv_info.get("host_check")
     if host:  # the graph the device will build, run here on another runtime

@@ -70,7 +70,7 @@ def test_core_ml_packages_checked_here_executorch_fallback_verified(digits_ios):
     cm = arts["coreml-fp16"]
     v = cm["verification"]
     assert cm["role"] == "on-device" and v["status"] == "not-run" and v["failures"] == []
-    assert "Darwin" in v["reason"] and "edgekit build" in v["reason"]  # Darwin: macOS's platform.system()
+    assert "macOS" in v["reason"] and "edgekit build" in v["reason"]
     conv = cm["converter"]
     assert conv["runs_on"] == {"os": "Darwin", "runtime": "coremltools"}
     assert conv["name"] == "coremltools" and conv["version"] and conv["minimum_deployment_target"] == "iOS16"
@@ -182,8 +182,8 @@ def test_build_here_skips_core_ml_needs_a_mac_and_changes_nothing(digits_ios):
     before = (out / "manifest.json").read_bytes()
     p = run("build", out)
     assert p.returncode == 2, p.stderr
-    assert "nothing in" in p.stderr and "coreml-fp16: built for Darwin" in p.stderr
-    assert "coreml-int8: built for Darwin" in p.stderr and "run this on the device" in p.stderr
+    assert "nothing in" in p.stderr and "coreml-fp16: built for macOS" in p.stderr
+    assert "coreml-int8: built for macOS" in p.stderr and "run this on the device" in p.stderr
     assert (out / "manifest.json").read_bytes() == before
 
 
