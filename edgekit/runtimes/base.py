@@ -76,3 +76,23 @@ class Runner:
         from .. import deps
 
         return deps.version(cls.toolchain)
+
+
+class NamedByManifest(Runner):
+    """A runner whose artifact does not expose its tensors the way the model names them (a TVM
+    module, a TF.js folder run in another process): the manifest's specs are its inputs/outputs."""
+
+    _inputs: list[TensorSpec] = []
+    _outputs: list[TensorSpec] = []
+
+    def bind(self, inputs, outputs) -> "NamedByManifest":
+        self._inputs, self._outputs = list(inputs), list(outputs)
+        return self
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs

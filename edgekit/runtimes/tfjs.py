@@ -21,8 +21,7 @@ import numpy as np
 
 from .. import deps
 from ..errors import InputError
-from ..manifest import TensorSpec
-from .base import Runner
+from .base import NamedByManifest
 
 RUNNER_JS = Path(__file__).with_name("tfjs_runner.js")
 DEFAULT_BACKEND = "wasm"
@@ -54,26 +53,11 @@ def decode(spec: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(spec["data"]), dtype=dtype).reshape(spec["shape"]).copy()
 
 
-class JsRunner(Runner):
+class JsRunner(NamedByManifest):
     """What the Node and the Chromium runners share: JSON requests, named tensors, in-runtime timing."""
-
-    _inputs: list[TensorSpec] = []
-    _outputs: list[TensorSpec] = []
 
     def _request(self, req: dict) -> dict:
         raise NotImplementedError
-
-    def bind(self, inputs, outputs):
-        self._inputs, self._outputs = list(inputs), list(outputs)
-        return self
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _feeds(self, feeds: dict) -> dict:
         missing = [t.name for t in self._inputs if t.name not in feeds]

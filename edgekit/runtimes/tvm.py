@@ -14,8 +14,7 @@ import numpy as np
 
 from .. import deps
 from ..errors import ConversionError
-from ..manifest import TensorSpec
-from .base import Runner, output_list
+from .base import NamedByManifest, output_list
 
 
 def _use_cubin(cubin: Path) -> None:
@@ -34,7 +33,7 @@ def _use_cubin(cubin: Path) -> None:
         return bytearray(cubin.read_bytes())
 
 
-class TvmRunner(Runner):
+class TvmRunner(NamedByManifest):
     runtime = "tvm"
     toolchain = "tvm"
 
@@ -54,20 +53,7 @@ class TvmRunner(Runner):
         if gpu and not self.device.exist:
             raise ConversionError(f"{self.path.name} is a CUDA module and this machine has no CUDA GPU")
         self.vm = relax.VirtualMachine(lib, self.device)
-        self._inputs: list[TensorSpec] = []
-        self._outputs: list[TensorSpec] = []
-
-    def bind(self, inputs, outputs) -> "TvmRunner":
-        self._inputs, self._outputs = list(inputs), list(outputs)
-        return self
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
+        self._inputs, self._outputs = [], []
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tvm
