@@ -86,7 +86,7 @@ def test_headless_chromium_runs_the_models_in_a_page(digits_browser, tiny_browse
     try:
         ins, refs = selftest_feeds(tiny_browser, m)
         got = [runner.run(x)["embedding"] for x in ins]
-        assert runner.ready["backend"] == "cpu" and "HeadlessChrome" in runner.user_agent
+        assert runner.ready["backend"] == "wasm" and "HeadlessChrome" in runner.user_agent
     finally:
         runner.close()
     err = max(float(np.abs(g - r["embedding"]).max()) for g, r in zip(got, refs))
