@@ -135,7 +135,7 @@ def read_weights(folder: Path) -> dict:
         if itemsize.get(w["dtype"]) is None:
             raise RuntimeError(f"weight {w['name']} has dtype {w['dtype']}; cannot size it")
         if w["dtype"] == "float32":
-            out[w["name"]] = np.frombuffer(data, np.float32, n, off)
+            out[w["name"]] = np.frombuffer(data, np.float32, n, off).reshape(w["shape"])
         off += n * itemsize[w["dtype"]]
     return out
 
