@@ -46,7 +46,9 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     while time.perf_counter() < end:
         runner.run(feeds)
     times, start, last_note = runner.timed_runs(feeds, min_runs, min_time_s) or [], time.perf_counter(), time.perf_counter()
-    timed_by = "the runtime itself (performance.now() around execute + output download)" if times else "this process"
+    k = getattr(getattr(runner, "runner", runner), "runs_per_sample", 1)
+    timed_by = ("the runtime itself (performance.now() around execute + output download"
+                + (f"; each sample = {k} back-to-back runs / {k}" if k > 1 else "") + ")") if times else "this process"
     while (len(times) < min_runs or time.perf_counter() - start < min_time_s) and time.perf_counter() - start < MAX_TIME_S:
         t = time.perf_counter()
         runner.run(feeds)
