@@ -88,6 +88,8 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
         notes.append(f"roofline not computed: {type(e).__name__}: {str(e)[:200]}")
     if hasattr(runner, "close"):
         runner.close()
+    if times and timed_by != "this process":
+        notes.append("peak RSS is edgekit's own process; the JS runtime (Node or the browser page) runs in another")
     if len(times) < min_runs:
         notes.append(f"stopped at the {MAX_TIME_S:.0f} s cap after {len(times)} runs (< {min_runs}): "
                      "percentiles rest on few runs")

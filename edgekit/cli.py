@@ -159,7 +159,7 @@ def cmd_bench(args) -> int:
     if args.device == "chromium":  # a local browser page, not an ssh device
         not_web = [aid for aid in ids if next(a for a in usable if a.id == aid).runtime != "tfjs"]
         if not_web:
-            raise UsageError(f"--device chromium runs TF.js artifacts; {', '.join(not_web)} are not",
+            raise UsageError(f"--device chromium runs TF.js artifacts only; not TF.js: {', '.join(not_web)}",
                              hint="compile with --target browser")
         args.runtime, args.device = "tfjs-chromium", None
     if args.device:

@@ -29,6 +29,7 @@ PLATFORM_FORMATS = {
     "linux": ("onnx", "tflite", "pte", "torchscript"),
     "web": ("tfjs-graph-model",),
 }
+TARGET_FOR = {"android": "android", "ios": "ios", "linux": "cpu", "web": "browser"}
 # What each package carries besides the models: a self-test runner in the platform's language.
 LOADERS = {"web": "edgekit-web.js"}
 
@@ -55,7 +56,7 @@ def choose(manifest, platform: str, ids: list[str] | None = None) -> list:
         raise UsageError(f"the bundle has no verified artifact a {platform} app can embed "
                          f"(formats {', '.join(PLATFORM_FORMATS[platform])}); it has "
                          f"{[(a.id, a.format, a.role) for a in manifest.artifacts]}",
-                         hint="compile for a target that builds them, e.g. --target android")
+                         hint=f"compile for a target that builds them: --target {TARGET_FOR[platform]}")
     primary = usable[0]
     rest = [a for a in usable[1:] if a.runtime == primary.runtime] or usable[1:]
     return [primary] + rest[:1]

@@ -107,7 +107,7 @@ def test_bench_in_chromium_times_inside_the_page(digits_browser, tmp_path):
 
 def test_browser_errors_are_clear(digits_bundle, tmp_path):
     p = run("bench", digits_bundle, "--device", "chromium")
-    assert p.returncode != 0 and "--device chromium runs TF.js artifacts" in p.stderr
+    assert p.returncode != 0 and "--device chromium runs TF.js artifacts only" in p.stderr
     p = run("compile", "--target", "browser", "--out", tmp_path / "x", env={"EDGEKIT_TFJS_PYTHON": "/nonexistent/python"})
     assert p.returncode != 0 and "scripts/setup-env.sh web" in (p.stdout + p.stderr)
     assert not (tmp_path / "x" / "manifest.json").exists()
