@@ -102,3 +102,80 @@ def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
         largest = max(largest, float(np.abs(shift).max() / (np.abs(bias).max() + 1e-12)))
     return {"layers": len(layers), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
             "largest_shift_vs_bias": round(largest, 4)}
+
+
+def _compute_nodes(graph_module):
+    """(node, kind) for every aten conv2d/linear call: the layers PT2E quantizes per channel."""
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function":
+            name = str(node.target)
+            if "aten.conv2d" in name or "aten.linear" in name:
+                yield node, "linear" if "linear" in name else "conv"
+
+
+def _attr_owner(graph_module, target: str):
+    owner = graph_module
+    *path, last = target.split(".")
+    for p in path:
+        owner = getattr(owner, p)
+    return owner, last
+
+
+def pt2e_float_weights(prepared) -> dict:
+    """node name -> the float weight each conv/linear of a *prepared* PT2E graph reads through its
+    weight observer (BatchNorm already folded in): what the INT8 weights approximate."""
+    out = {}
+    for node, _ in _compute_nodes(prepared):
+        w = node.args[1]
+        while getattr(w, "op", None) == "call_module":  # observer(get_attr)
+            w = w.args[0]
+        if getattr(w, "op", None) == "get_attr":
+            owner, last = _attr_owner(prepared, w.target)
+            out[node.name] = getattr(owner, last).detach().clone()
+    return out
+
+
+def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
+    """Correct, in place, the float biases of a converted PT2E graph's conv/linear layers for the
+    rounding of their INT8 weights. E[x] is the layer's actual (dequantized) input over the samples
+    (tuples of positional tensors)."""
+    import torch
+
+    layers = {n.name: (n, kind) for n, kind in _compute_nodes(converted)
+              if n.name in float_weights and len(n.args) > 2 and getattr(n.args[2], "op", None) == "get_attr"}
+    if not layers:
+        return {"layers": 0}
+    sums: dict = {}
+    seen: dict = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            if n.name in layers:
+                x, w = self.env[n.args[0]], self.env[n.args[1]]
+                m = x.detach().double()
+                m = m.mean(dim=[0, *range(2, m.dim())]) if layers[n.name][1] == "conv" else m.reshape(-1, m.shape[-1]).mean(0)
+                sums[n.name] = sums.get(n.name, 0) + m
+                seen[n.name] = w.detach()
+            return super().run_node(n)
+
+    with torch.no_grad():
+        for args in samples:
+            Recorder(converted).run(*args)
+    largest = 0.0
+    for name, (node, kind) in layers.items():
+        if name not in seen:
+            continue
+        dw = (seen[name].double() - float_weights[name].double()).numpy()
+        if dw.shape != tuple(float_weights[name].shape):
+            continue
+        groups = int(node.args[6]) if kind == "conv" and len(node.args) > 6 else 1
+        shift = delta_bias(dw, (sums[name] / len(samples)).numpy(), groups)
+        owner, last = _attr_owner(converted, node.args[2].target)
+        old = getattr(owner, last)
+        new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
+        # A new tensor, not an in-place edit: a Linear's bias can share storage with the model.
+        setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
+        largest = max(largest, float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12)))
+    converted.recompile()
+    return {"layers": len(seen), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
+            "largest_shift_vs_bias": round(largest, 4)}

@@ -72,6 +72,9 @@ def explain_artifact(a) -> list[str]:
                          + (f"  {r['module']}" if r.get("module") else ""))
     if q.get("closest_on_calibration"):
         lines.append(f"  shipped: {q['closest_on_calibration']}")
+    for key in ("why_static", "static_anyway"):
+        if q.get(key):
+            lines.append(f"  shipped static: {q[key]}")
     if q.get("why_dynamic"):
         lines.append(f"  why dynamic: {q['why_dynamic']}")
     for name, m in (v.metrics or {}).items():

@@ -115,3 +115,28 @@ class OutlierChannel(torch.nn.Module):
 
 def outlier():
     return OutlierChannel().eval(), {"x": torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)).numpy()}
+
+
+class Relu6Block(torch.nn.Module):
+    """A MobileNet/EfficientNet-Lite block: conv-BN-ReLU6, depthwise conv-BN-ReLU6, pointwise conv.
+    The BatchNorms make the pre-activation ranges wide (about +-100 here) while ReLU6 keeps [0, 6]:
+    quantizing the conv output before the clamp wastes most of the INT8 grid."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU6())
+        self.dw = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.BatchNorm2d(16),
+                                      torch.nn.ReLU6())
+        self.pw = torch.nn.Conv2d(16, 8, 1)
+        with torch.no_grad():
+            for bn in (self.stem[1], self.dw[1]):
+                bn.weight.copy_(torch.linspace(5, 40, 16))
+                bn.bias.copy_(torch.linspace(-20, 6, 16))
+
+    def forward(self, x):
+        return self.pw(self.dw(self.stem(x))).mean((2, 3))
+
+
+def relu6():
+    return Relu6Block().eval(), {"x": torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)).numpy()}
