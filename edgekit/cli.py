@@ -74,6 +74,10 @@ def _summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:
     title = (f"{m['name']} -> target '{manifest.target['name']}'  ({bundle})\n"
              f"reference: {m['reference']}; held-out data: {m['verify_data']}"
              + (f"; source accuracy {100 * m['source_accuracy']:.1f}%" if m.get("source_accuracy") is not None else ""))
+    if m.get("distillation"):  # compile --distill-from
+        from .distill import describe
+
+        title += "\n" + describe(m["distillation"])
     where = ""
     if bench:
         any_b = next(iter(bench.values()))
@@ -83,13 +87,27 @@ def _summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:
                    "p50 ms", "p90 ms", "runs"], rows, title) + where
 
 
+def _distill_opts(args) -> dict | None:
+    """compile's --distill-* options for pipeline.compile_model; without --distill-from they are a usage error."""
+    given = {k: getattr(args, f"distill_{k}") for k in ("data", "seeds", "epochs", "steps")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not args.distill_from:
+        if given:
+            raise UsageError(f"{', '.join('--distill-' + k for k in given)} given without --distill-from "
+                             "TEACHER_SPEC, the distillation stage they set up",
+                             hint="python -m edgekit compile --help")
+        return None
+    return {"teacher": args.distill_from, **given}
+
+
 def cmd_compile(args) -> int:
     from .pipeline import compile_model
 
     bundle, manifest = compile_model(args.model, args.target, args.out, args.weights, args.fallback_model,
                                      calibration=args.calibration, layout=args.layout,
                                      op_check=not args.no_preflight, precision=args.precision,
-                                     calibration_method=args.calibration_method, percentile=args.percentile)
+                                     calibration_method=args.calibration_method, percentile=args.percentile,
+                                     distill=_distill_opts(args))
     bench = {}
     auto = args.precision == "auto"
     if args.bench or (auto and manifest.target.get("host_is_target")):
@@ -508,6 +526,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "check says they cannot (the check still runs and is recorded)")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
     _add_bench_opts(c)
+    dg = c.add_argument_group("distillation stage", "train --model (the student) from a teacher first, as "
+                              "`edgekit distill` does, then compile it with those weights; the weights and "
+                              "report go into the bundle (distill/), the manifest records teacher vs student "
+                              "(model.distillation)")
+    dg.add_argument("--distill-from", metavar="TEACHER_SPEC", help="the teacher's model spec, e.g. builtin:digits "
+                    "(not with --weights: the stage makes them)")
+    dg.add_argument("--distill-data", metavar="SPEC", help="transfer inputs, as distill --data (default for "
+                    "built-in teachers: their own training data)")
+    dg.add_argument("--distill-seeds", type=int, metavar="N", help="independent runs, the best one compiled "
+                    "(default 1: the 3-seed comparison with mean and spread is `edgekit distill`'s report)")
+    one = dg.add_mutually_exclusive_group()
+    one.add_argument("--distill-epochs", type=int, metavar="N", help="classifier teachers: epochs (default 60)")
+    one.add_argument("--distill-steps", type=int, metavar="N", help="encoder teachers: optimizer steps (default 400)")
     ck = sub.add_parser("check", help="pre-flight: which operators each candidate of a target can convert and run")
     ck.add_argument("--model", help="as for compile (default builtin:digits)")
     ck.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")

@@ -11,7 +11,8 @@ Encoders (any other task): the student's outputs are pulled to the teacher's (1 
 Everything is judged on the teacher's held-out verification data, which the transfer data must
 not overlap (edgekit.calibration.check_disjoint). The chosen student's weights go to
 OUT/student.pt (weights only, written atomically) with OUT/report.json; compile it with
-`compile --model STUDENT_SPEC --weights OUT/student.pt`.
+`compile --model STUDENT_SPEC --weights OUT/student.pt`, or distill and compile in one run with
+`compile --model STUDENT_SPEC --distill-from TEACHER_SPEC` (the stage below: check_stage, record).
 """
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, se
     t_out, ref = _outputs(teacher_module, x), _outputs(teacher_module, vx).numpy()
     y = torch.from_numpy(np.asarray(labels)) if labels is not None else None
     vlabels = np.asarray(teacher.verify_labels) if teacher.verify_labels is not None else None
-    runs, best, best_key = [], None, None
+    runs, best, best_key, best_seed = [], None, None, None
     for seed in range(seeds):
         t0 = time.perf_counter()
         fresh = copy.deepcopy(student_src.module)  # the spec's own initialization, every seed
@@ -211,13 +212,13 @@ def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, se
         key = row["distilled"].get("accuracy", row["distilled"].get("cosine_mean", 0.0))
         say(f"  seed {seed}: distilled {row['distilled']}; baseline {row['baseline']} ({row['seconds']} s)")
         if best_key is None or key > best_key:
-            best, best_key = kd, key
+            best, best_key, best_seed = kd, key, seed
     report = {
         "teacher": {"spec": teacher_spec, "params": _params(teacher_module), "state_dict_bytes": _state_bytes(teacher_module),
                     "latency_ms": _latency_ms(teacher_module, teacher.example),
                     "held_out": _score(teacher_module, vx, ref, vlabels, classifier)},
         "student": {"spec": student_spec, "params": _params(best), "state_dict_bytes": _state_bytes(best),
-                    "latency_ms": _latency_ms(best, teacher.example)},
+                    "latency_ms": _latency_ms(best, teacher.example), "seed": best_seed},  # the one in student.pt
         "method": ({"kind": "Hinton KD", "temperature": temperature, "alpha": alpha, "epochs": epochs, "lr": lr or 2e-3}
                    if classifier else {"kind": "embedding distillation (1 - cosine + MSE)", "steps": steps,
                                        "lr": lr or 2e-4}),
@@ -264,3 +265,75 @@ def _builtin_transfer(teacher) -> tuple[list[dict], np.ndarray | None, str]:
         return [minilm.tokenize(tok, s) for s in calib], None, \
             f"{len(calib)} standard-library docstring sentences outside the held-out split"
     raise UsageError(f"{teacher.spec}: give --data (an .npz/.npy, image folder or text file of transfer inputs)")
+
+
+# compile --distill-from: the training above as a stage before compile (edgekit.pipeline runs
+# `distill` in a child process, then compiles the student with its weights as --weights does).
+
+STAGE_DIR = "distill"  # inside the bundle: distill/student.pt + distill/report.json
+STAGE_SEEDS = 1  # compile needs one trained student; the 3-seed comparison is `edgekit distill`'s report
+
+
+def check_stage(teacher: str, student: str, weights: str | None, data: str | None = None,
+                **counts: int | None) -> None:
+    """What compile --distill-from refuses before any work (the child would find it only after
+    loading both models). counts: seeds, epochs, steps as given (None: the default)."""
+    from .sources import preflight
+
+    if weights:
+        raise UsageError("--distill-from trains the student's weights and --weights gives them: use one",
+                         hint="drop --weights to distill first, or --distill-from to compile the given weights")
+    preflight(teacher)  # an unknown built-in gets its "did you mean" here
+    preflight(student)
+    for role, spec in (("teacher", teacher), ("student (--model)", student)):
+        if Path(spec).suffix.lower() in (".onnx", ".pt2"):
+            raise UsageError(f"distillation trains PyTorch modules; the {role} {spec} is an exported graph",
+                             hint="give builtin:NAME, file.py:factory or pkg.module:factory")
+    if student.startswith("builtin:"):
+        from .builtin import takes_weights
+
+        if not takes_weights(student.split(":", 1)[1]):
+            raise UsageError(f"{student} brings its own weights and cannot be a student; --distill-from trains "
+                             "builtin:digits-small, builtin:minilm-l3 or your own factory (--model)")
+    if data and not Path(data).exists():
+        raise UsageError(f"--distill-data {data}: no such file or folder")
+    for name, n in counts.items():
+        if n is not None and n < 1:
+            raise UsageError(f"--distill-{name} must be at least 1")
+
+
+def record(report: dict, out_dir: Path, rel: str = STAGE_DIR) -> dict:
+    """The manifest's model.distillation: the specs, data and method, the teacher's numbers beside
+    those of the student in student.pt (its seed's held-out scores, and the same student without
+    distillation), and the stage's files with their sha256."""
+    from .bundle import sha256_file, size_bytes
+
+    s = report["student"]
+    run = next(r for r in report["runs"] if r["seed"] == s["seed"])
+    files = {key: {"path": f"{rel}/{name}", "sha256": sha256_file(out_dir / name),
+                   "size_bytes": size_bytes(out_dir / name)}
+             for key, name in (("weights", "student.pt"), ("report", "report.json"))}
+    return {"teacher": report["teacher"],
+            "student": {**s, "held_out": run["distilled"], "baseline": run["baseline"]},
+            "transfer_data": report["transfer_data"], "held_out": report["held_out"], "method": report["method"],
+            "seeds": len(report["runs"]), "latency": report["latency"], **files}
+
+
+_METRIC_WORDS = {"accuracy": "held-out accuracy", "cosine_mean": "held-out mean cosine to the teacher",
+                 "agreement_with_teacher": "held-out agreement with the teacher"}
+
+
+def describe(rec: dict) -> str:
+    """One line for the compile table: where the weights came from and what distillation gave."""
+    from .table import size
+
+    t, s = rec["teacher"], rec["student"]
+    key = next(k for k in _METRIC_WORDS if k in s["held_out"])
+    base = f" ({'labels alone' if key == 'accuracy' else 'undistilled'} {s['baseline'][key]:.4f})" \
+        if s.get("baseline") else ""
+    quality = (f"teacher {t['held_out'][key]:.4f}, student {s['held_out'][key]:.4f}{base}" if key == "accuracy"
+               else f"student {s['held_out'][key]:.4f}{base}")
+    return (f"distilled from {t['spec']} ({rec['transfer_data']['samples']} transfer samples, {rec['seeds']} "
+            f"seed(s)): {_METRIC_WORDS[key]} {quality}; params {t['params']:,} -> {s['params']:,}; state dict "
+            f"{size(t['state_dict_bytes'])} -> {size(s['state_dict_bytes'])}; eager {t['latency_ms']:.3f} -> "
+            f"{s['latency_ms']:.3f} ms; weights {rec['weights']['path']} (sha256 {rec['weights']['sha256'][:12]})")

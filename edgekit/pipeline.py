@@ -151,6 +151,27 @@ def _fallback_model(spec: str, main_info: dict, candidates, writer: BundleWriter
     return artifacts, failed
 
 
+def _distill_stage(spec: str, opts: dict, writer: BundleWriter, logs: Path) -> tuple[str, dict]:
+    """compile --distill-from: `edgekit distill`'s training in a child process (torch stays out of
+    this one), writing into the staging folder: the weights and report are published with the
+    bundle, or not at all. Returns (the student's weights, the manifest's model.distillation)."""
+    from .distill import STAGE_DIR, STAGE_SEEDS, record
+
+    out = writer.stage / STAGE_DIR
+    t0 = time.perf_counter()
+    say(f"  distill: {opts['teacher']} -> {spec} ...")
+    args = {"teacher_spec": opts["teacher"], "student_spec": spec, "data": opts.get("data"), "out": str(out),
+            "seeds": opts.get("seeds") or STAGE_SEEDS,
+            **{k: opts[k] for k in ("epochs", "steps") if opts.get(k)}}  # else distill's own defaults
+    try:
+        report = run_step("distill", "edgekit.distill:distill", args, logs, stderr_to_terminal=True)
+    except UsageError:  # e.g. teacher and student inputs differ: nothing worth keeping
+        shutil.rmtree(writer.stage, ignore_errors=True)
+        raise
+    say(f"  distill: done in {time.perf_counter() - t0:.1f} s")
+    return str(out / "student.pt"), record(report, out)
+
+
 # Converters that can change an artifact's input layout (compile --layout nhwc).
 LAYOUT_CONVERTERS = ("litert",)
 
@@ -172,10 +193,17 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   fallback_model: str | None = None, calibration: str | None = None,
                   layout: str | None = None, op_check: bool = True,
                   precision: str | None = None, calibration_method: str | None = None,
-                  percentile: float | None = None) -> tuple[Path, Manifest]:
+                  percentile: float | None = None, distill: dict | None = None) -> tuple[Path, Manifest]:
+    """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
+    student) from the teacher first (compile --distill-from), then compile it with those weights."""
     spec = spec or DEFAULT_MODEL
     # Unknown target or a precision it lacks fails here, before any work.
     profile = _with_layout(get_profile(target).for_precision(precision), layout)
+    if distill:  # first: --weights with --distill-from is a conflict, whatever the weights file
+        from .distill import check_stage
+
+        check_stage(distill["teacher"], spec, weights, distill.get("data"),
+                    **{k: distill.get(k) for k in ("seeds", "epochs", "steps")})
     preflight(spec, weights)  # missing/unsafe model files fail here, before any output
     if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
         raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
@@ -203,7 +231,11 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     t0 = time.perf_counter()
     need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
     say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
+    distillation = None
+    if distill:
+        weights, distillation = _distill_stage(spec, distill, writer, logs)
     say("  prepare: load model, reference outputs, ONNX export ...")
+    t_prep = time.perf_counter()
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
                      "calibration": calibration, "converters": [c.converter for c in candidates]}, logs)
@@ -212,7 +244,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
                          + ", ".join(f"{t['name']}{t['shape']}" for t in info["inputs"]),
                          hint="leave --layout out (nchw) for this model")
-    say(f"  prepare: done in {time.perf_counter() - t0:.1f} s ({info['verify_samples']} held-out samples: "
+    say(f"  prepare: done in {time.perf_counter() - t_prep:.1f} s ({info['verify_samples']} held-out samples: "
         f"{info['verify_data']})")
 
     _say_preflight(profile, info)
@@ -248,7 +280,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     manifest = Manifest(
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
-                                    "export", "calibration", "preflight", "cost")},
+                                    "export", "calibration", "preflight", "cost")}
+        | ({"distillation": distillation} if distillation else {}),
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

@@ -58,6 +58,11 @@ def pareto(points: list[tuple[float, float, float]]) -> list[bool]:
 def _rows(m, label: str, bench: dict, bench_failed: dict) -> tuple[list[dict], list[dict]]:
     """(benchmarked rows, not-run rows) for one bundle's manifest and its bench results by artifact."""
     model, target = m.model["name"], m.target["name"]
+    distilled = None
+    if m.model.get("distillation"):  # compile --distill-from: one line under the table
+        from .distill import describe
+
+        distilled = describe(m.model["distillation"])
     rows, not_run = [], []
     for a in m.artifacts:
         kind, q = _quality(a)
@@ -65,7 +70,7 @@ def _rows(m, label: str, bench: dict, bench_failed: dict) -> tuple[list[dict], l
                "artifact": a.id, "role": a.role, "runtime": a.runtime, "precision": a.precision,
                "size_bytes": a.size_bytes, "verification": a.verification.status,
                "reason": a.verification.reason, "quality_kind": kind, "quality": q,
-               "toolchain": a.toolchain, "bench": bench.get(a.id)}
+               "toolchain": a.toolchain, "bench": bench.get(a.id), "distillation": distilled}
         if a.id in bench_failed:
             row["verification"], row["reason"] = "not benchmarked", f"bench failed: {bench_failed[a.id]}"
         (rows if a.id in bench else not_run).append(row)
@@ -244,6 +249,11 @@ HEAD = ["model", "target", "artifact", "role", "runtime", "precision", "size", "
         "% peak", "quality", "verification", "Pareto"]
 
 
+def _distilled(rows: list[dict]) -> list[str]:
+    """One line per bundle compiled with --distill-from."""
+    return list(dict.fromkeys(f"{r['bundle']}: {r['distillation']}" for r in rows if r.get("distillation")))
+
+
 def render_html(rows, not_run, results, plots, series=()) -> str:
     e = html.escape
     env = results[0]["env"] if results else {}
@@ -260,6 +270,7 @@ def render_html(rows, not_run, results, plots, series=()) -> str:
                     f'data-p50="{r["bench"]["latency_ms"]["p50"]!r}">' + "".join(f"<td>{e(c)}</td>" for c in cells)
                     + "</tr>")
     body.append("</tbody></table>")
+    body += [f"<p class='distillation'>{e(line)}</p>" for line in _distilled(rows)]
     titles = {"trend": "Latency over time", "latency": "Latency distributions", "pareto": "Size, latency, accuracy", "ops": "Per-operator time",
               "roofline": "Roofline"}
     for key, png in plots.items():
@@ -289,6 +300,7 @@ def render_markdown(rows, not_run, series=()) -> str:
     if rows:
         lines += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
         lines += ["| " + " | ".join(c) + " |" for c in _table_rows(rows)]
+        lines += ["", *_distilled(rows)] if _distilled(rows) else []
     if series:
         lines += ["", "| " + " | ".join(history.TREND_HEAD) + " |", "|" + "---|" * len(history.TREND_HEAD)]
         lines += ["| " + " | ".join(c) + " |" for c in history.trend_rows(series)]
