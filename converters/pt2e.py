@@ -3,9 +3,10 @@
 Static INT8 (per-channel symmetric weights with bias correction (bias_correction.py), per-tensor
 activations from observers run over the calibration samples, ReLU6 quantized after the clamp) is
 tried first. When the quantized model, run in PyTorch on the calibration samples, misses the
-profile's cosine tolerance against the float model, dynamic INT8 (weights INT8, activations
-quantized per inference), which transformers usually need, is tried too, and the closer of the two
-ships; the manifest says which and why with both numbers. Held-out verification still decides
+profile's cosine tolerance against the float model, a CNN gets the mixed-precision search
+(pt2e_mixed.py: the most sensitive layers kept float); if that misses too, dynamic INT8 (weights INT8, activations
+quantized per inference), which transformers usually need, is tried too, and the closest to FP32
+on calibration ships; the manifest says which and why with both numbers. Held-out verification still decides
 pass/fail later.
 """
 from __future__ import annotations
@@ -118,10 +119,31 @@ def _quantize_after_clamp(model) -> int:
     return changed
 
 
-def float_only(inner):
+def _read_in_float(model, keep_float) -> None:
+    """A kept-float layer reads its inputs unquantized: the producer's output quantization is
+    removed, and the producer's other readers that stay INT8 quantize on their own input edge
+    instead (the same spec). Without this, a float layer would still read a tensor rounded to
+    INT8 at its source, which is where an outlier channel loses the others (awkward.py:outlier)."""
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    key = "quantization_annotation"
+    for node in [n for n in model.graph.nodes if n.name in keep_float]:
+        for src in node.all_input_nodes:
+            ann = src.meta.get(key)
+            if ann is None or not isinstance(ann.output_qspec, QuantizationSpec):
+                continue
+            spec, ann.output_qspec = ann.output_qspec, None
+            for reader in src.users:
+                rann = reader.meta.get(key)
+                if reader.name not in keep_float and rann is not None and rann.input_qspec_map is not None:
+                    rann.input_qspec_map.setdefault(src, spec)
+
+
+def float_only(inner, keep_float: frozenset = frozenset()):
     """Wrap a toolchain's quantizer so it leaves integer computation alone: only ops whose inputs
     and output are all floating point keep their annotations (ids, positions and shapes are not
-    values to approximate)."""
+    values to approximate). Nodes named in keep_float (mixed precision, pt2e_mixed.py) lose theirs
+    and read their inputs in float (_read_in_float)."""
     from torchao.quantization.pt2e.quantizer import Quantizer
 
     class FloatOnly(Quantizer):
@@ -130,12 +152,14 @@ def float_only(inner):
 
         def annotate(self, model):
             model = inner.annotate(model)
+            _quantize_after_clamp(model)
             for node in model.graph.nodes:
                 ann = node.meta.get("quantization_annotation")
-                if ann is not None and not (all(_is_float(i) for i in node.all_input_nodes) and _is_float(node)):
+                if ann is not None and (node.name in keep_float or not (
+                        all(_is_float(i) for i in node.all_input_nodes) and _is_float(node))):
                     ann.input_qspec_map = {}
                     ann.output_qspec = None
-            _quantize_after_clamp(model)
+            _read_in_float(model, keep_float)
             return model
 
         def validate(self, model):
@@ -189,12 +213,13 @@ def has_convolutions(graph_module) -> str | None:
 
 
 def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
-             fold_quantize: bool = True, dynamic_unsupported=None):
+             fold_quantize: bool = True, dynamic_unsupported=None, mixed_precision: str | None = None):
     """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
     toolchain's own quantizer, so its observers and kernels match the backend that runs the model.
     dynamic_unsupported(exported graph) -> reason or None: where the backend cannot run dynamic INT8,
     a static result below the tolerance ships with that reason recorded (held-out verification then
-    decides) instead of an artifact that would crash."""
+    decides) instead of an artifact that would crash. mixed_precision: None, or why this backend
+    cannot take the mixed-precision search's graphs (recorded, the search is skipped)."""
     import copy
 
     import torch
@@ -208,40 +233,67 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     tables = int8_embeddings(module)
     if tables:
         info["embeddings"] = f"{tables} table(s) stored int8, one scale per row, dequantized after lookup"
-    results = {}
-    for dynamic in (False, True):
+    samples = [torch_args(s) for s in calib]
+
+    def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False):
         exported = torch.export.export(module, torch_args(example)).module()
-        if dynamic and dynamic_unsupported and (why := dynamic_unsupported(exported)):
-            # Static INT8 missed on calibration and the backend has no dynamic INT8 for this model:
-            # ship static anyway; held-out verification decides, with this recorded.
+        quantizer = make_quantizer(dynamic)
+        prepared = prepare_pt2e(exported, float_only(quantizer, keep_float))
+        with torch.no_grad():
+            for args in samples[:1] if dynamic else samples:  # observers record activation ranges
+                prepared(*args)
+        float_graph = copy.deepcopy(prepared) if want_float_graph else None  # BatchNorm folded, float
+        float_weights = pt2e_float_weights(prepared) if not dynamic else {}
+        q = convert_pt2e(prepared, fold_quantize=fold_quantize)
+        bc = correct_pt2e(q, float_weights, samples) if float_weights else None
+        quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
+        return q, quantizer, quantized, bc, exported, float_graph
+
+    q, quantizer, quantized, info["bias_correction"], exported, float_graph = build(False, want_float_graph=True)
+    if not quantized and not tables:  # an "INT8" artifact that is FP32 inside would be a lie
+        ops = sorted({str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
+                      for n in exported.graph.nodes if n.op == "call_function"})[:8]
+        raise ValueError("INT8 was requested but the quantizer quantized none of this model's operators "
+                         f"(its ops: {', '.join(ops)}); the artifact would be FP32 under an INT8 label. "
+                         "Use the FP32 artifact")
+    cos = cosine(float_out, _outputs(q, calib))
+    info["static_cosine_on_calibration"] = round(cos, 6)
+    results = {"static": (cos, q, quantizer, quantized)}
+    if cos < cosine_min and has_convolutions(exported) and mixed_precision:
+        info["mixed_precision_skipped"] = mixed_precision
+    elif cos < cosine_min and has_convolutions(exported):
+        # A CNN: keep the most sensitive layers float (transformers go to dynamic INT8 instead:
+        # a search over their hundreds of matmuls would cost an export and calibration each).
+        from .pt2e_mixed import RANK_SAMPLES, quantized_layers, rank, search
+
+        def keeping(names: frozenset):
+            try:
+                mq, _, mcount, _, _, _ = build(False, names)
+            except Exception as e:  # noqa: BLE001 — the quantizer refused this split: not a candidate
+                return (None, 0, str(e).splitlines()[0][:200]), -1.0
+            return (mq, mcount, None), cosine(float_out, _outputs(mq, calib))
+
+        ranking = rank(float_graph, q, samples[:RANK_SAMPLES])
+        (mq, mcount, refused), info["mixed_precision"] = search(keeping, ranking, cosine_min,
+                                                                 len(quantized_layers(q)))
+        if mq is not None:
+            mixed_cos = max(float(c) for c in info["mixed_precision"]["cosine_by_float_layers"].values())
+            info["mixed_cosine_on_calibration"] = round(mixed_cos, 6)
+            results["static, mixed precision"] = (mixed_cos, mq, quantizer, mcount)
+        else:
+            info["mixed_precision"]["refused"] = refused
+    if max(r[0] for r in results.values()) < cosine_min:
+        if dynamic_unsupported and (why := dynamic_unsupported(exported)):
+            # The backend has no dynamic INT8 for this model: ship the closest static variant;
+            # held-out verification decides, with this recorded.
             info["static_anyway"] = (f"static INT8 reached cosine {info['static_cosine_on_calibration']} on the "
                                      f"calibration samples (tolerance {cosine_min}) and dynamic INT8 is no way out: "
                                      f"{why}. More representative --calibration data may help")
-            break
-        quantizer = make_quantizer(dynamic)
-        prepared = prepare_pt2e(exported, float_only(quantizer))
-        with torch.no_grad():
-            for s in calib:  # observers record activation ranges (static); dynamic needs one pass
-                prepared(*torch_args(s))
-                if dynamic:
-                    break
-        float_weights = pt2e_float_weights(prepared) if not dynamic else {}
-        q = convert_pt2e(prepared, fold_quantize=fold_quantize)
-        if float_weights:
-            info["bias_correction"] = correct_pt2e(q, float_weights, [torch_args(s) for s in calib])
-        quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
-        if not quantized and not tables:  # an "INT8" artifact that is FP32 inside would be a lie
-            ops = sorted({str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
-                          for n in exported.graph.nodes if n.op == "call_function"})[:8]
-            raise ValueError("INT8 was requested but the quantizer quantized none of this model's operators "
-                             f"(its ops: {', '.join(ops)}); the artifact would be FP32 under an INT8 label. "
-                             "Use the FP32 artifact")
-        mode = "dynamic" if dynamic else "static"
-        cos = cosine(float_out, _outputs(q, calib))
-        info[f"{mode}_cosine_on_calibration"] = round(cos, 6)
-        results[mode] = (cos, q, quantizer, quantized)
-        if cos >= cosine_min:
-            break
+        else:
+            dq, dquantizer, dcount, _, _, _ = build(True)
+            dcos = cosine(float_out, _outputs(dq, calib))
+            info["dynamic_cosine_on_calibration"] = round(dcos, 6)
+            results["dynamic"] = (dcos, dq, dquantizer, dcount)
     # The one closest to FP32 on calibration ships: dynamic when static misses on a transformer,
     # but a CNN's dynamic INT8 can be worse than its near-miss static INT8.
     mode = max(results, key=lambda k: results[k][0])
@@ -249,10 +301,12 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     info["mode"] = mode
     info["activations"] = ("int8 per-tensor, computed per inference (dynamic)" if mode == "dynamic"
                            else "int8 per-tensor, ranges from calibration (static)")
+    if mode == "static, mixed precision" and not info["mixed_precision"]["met"]:
+        info["closest_on_calibration"] = f"{mode}; none met the tolerance: {info['mixed_precision']['gave_up']}"
     if mode == "dynamic":
         info["why_dynamic"] = (f"static INT8 reached cosine {info['static_cosine_on_calibration']} on the "
                                f"calibration samples, below the tolerance {cosine_min}")
     elif "dynamic" in results:
-        info["why_static"] = (f"both miss the tolerance {cosine_min} on calibration; static is closer "
-                              f"({info['static_cosine_on_calibration']} vs {info['dynamic_cosine_on_calibration']})")
+        info["why_static"] = (f"every variant misses the tolerance {cosine_min} on calibration; {mode} is closest "
+                              f"(dynamic: {info['dynamic_cosine_on_calibration']})")
     return q, quantizer, info

@@ -25,6 +25,12 @@ def _metrics(d: dict | None) -> str:
     return ", ".join(parts)
 
 
+def _layer(r: dict) -> str:
+    share = (f"alone {100 * r['noise_share_removed']:6.1f}%" if "noise_share_removed" in r
+             else f"local error {r['local_error']:.4f}")
+    return f"{r['node']:32s} {r['op']:12s} {share}"
+
+
 def explain_artifact(a) -> list[str]:
     conv, v = a.converter or {}, a.verification
     lines = [f"{a.id} ({a.runtime}, {a.precision}, role {a.role}): verification {v.status}"
@@ -42,7 +48,7 @@ def explain_artifact(a) -> list[str]:
                        ("dynamic_on_calibration", "dynamic INT8 on calibration")):
         if q.get(key):
             lines.append(f"  {label}: {_metrics(q[key])}")
-    for key in ("static_cosine_on_calibration", "dynamic_cosine_on_calibration"):
+    for key in ("static_cosine_on_calibration", "mixed_cosine_on_calibration", "dynamic_cosine_on_calibration"):
         if q.get(key) is not None:
             lines.append(f"  {key.replace('_', ' ')}: {q[key]}")
     if q.get("bias_correction", {}).get("layers"):
@@ -57,21 +63,27 @@ def explain_artifact(a) -> list[str]:
         lines.append(f"  mixed precision: {len(kept)} of {mp['layers']} quantized layers kept in float "
                      f"(search: {mp.get('search_seconds')} s, {mp.get('evaluated')} combinations run)"
                      if kept else f"  mixed precision gave up: {mp.get('gave_up')}")
-        lines.append(f"  INT8 output noise (noise/signal energy) {mp['int8_noise']:.6f} -> {mp['mixed_noise']:.6f}"
-                     f" with {'those layers' if kept else 'the layers tried'} in float")
+        if "int8_noise" in mp:  # ONNX Runtime: ranked float-one-layer-at-a-time
+            lines.append(f"  INT8 output noise (noise/signal energy) {mp['int8_noise']:.6f} -> {mp['mixed_noise']:.6f}"
+                         f" with {'those layers' if kept else 'the layers tried'} in float")
+            how = ("alone: share of the INT8 noise removed when that layer alone runs in float;"
+                   " then the noise with it and those above in float")
+        else:  # PT2E: ranked by local error in one pass, then the top k kept float
+            lines.append("  worst-sample cosine on calibration by number of layers kept float: "
+                         + ", ".join(f"{k}: {c}" for k, c in mp.get("cosine_by_float_layers", {}).items()))
+            how = "local error: relative error this layer adds to its input's, INT8 vs float"
         if kept or mp.get("float_layers_tried"):
-            lines.append("  " + ("layers kept in float" if kept else "layers tried in float")
-                         + ", in order (alone: share of the INT8 noise removed when that layer alone runs in float;"
-                           " then the noise with it and those above in float):")
+            lines.append("  " + ("layers kept in float" if kept else "layers tried in float") + f", in order ({how}):")
             for r in kept or mp["float_layers_tried"]:
-                lines.append(f"    {r['node']:32s} {r['op']:12s} alone {100 * r['noise_share_removed']:6.1f}%  "
-                             f"-> {r['noise_after']:.6f}" + (f"  {r['module']}" if r.get("module") else ""))
-        lines.append("  most sensitive layers (share of the INT8 noise removed when that layer alone runs in float):")
+                lines.append(f"    {_layer(r)}" + (f"  -> {r['noise_after']:.6f}" if "noise_after" in r else "")
+                             + (f"  {r['module']}" if r.get("module") else ""))
+        lines.append("  most sensitive layers:")
         for r in mp.get("ranking", [])[:8]:
-            lines.append(f"    {r['node']:32s} {r['op']:12s} {100 * r['noise_share_removed']:6.1f}%"
-                         + (f"  {r['module']}" if r.get("module") else ""))
+            lines.append(f"    {_layer(r)}" + (f"  {r['module']}" if r.get("module") else ""))
     if q.get("closest_on_calibration"):
         lines.append(f"  shipped: {q['closest_on_calibration']}")
+    if q.get("mixed_precision_skipped"):
+        lines.append(f"  mixed precision: {q['mixed_precision_skipped']}")
     for key in ("why_static", "static_anyway"):
         if q.get(key):
             lines.append(f"  shipped static: {q[key]}")

@@ -77,3 +77,26 @@ def test_relu6_static_int8_runs_on_litert_and_executorch(tmp_path):
         assert q["mode"] == "static" and q["bias_correction"]["layers"] == 3, (aid, q)
         assert a["verification"]["status"] == "passed", (aid, a["verification"].get("reason"), p.stderr[-2000:])
         assert min(m["cosine_min_sample"] for m in a["verification"]["metrics"].values()) >= 0.99
+
+
+@pytest.mark.slow
+def test_litert_mixed_precision_repairs_the_outlier_and_explain_names_the_layer(tmp_path):
+    """awkward.py:outlier (one activation channel 300x the others): static INT8 misses on
+    calibration; LiteRT's mixed-precision search keeps the layer reading the outlier in float and
+    meets the tolerance on held-out data. ExecuTorch says why it has no mixed precision."""
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32))
+    edgekit("compile", "--model", f"{GALLERY}:outlier", "--target", "android", "--precision", "int8",
+            "--calibration", calib, "--out", tmp_path / "b")
+    arts = {a["id"]: a for a in json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"]}
+    lt = arts["litert-int8"]
+    q = lt["converter"]["quantization"]
+    assert q["static_cosine_on_calibration"] < 0.9 and q["mode"] == "static, mixed precision", q
+    mp = q["mixed_precision"]
+    assert mp["met"] and [r["module"] for r in mp["float_layers"]] == ["conv2 (Conv2d)"] and mp["layers"] == 3
+    assert lt["verification"]["status"] == "passed"
+    assert min(m["cosine_min_sample"] for m in lt["verification"]["metrics"].values()) >= 0.99
+    et = arts["executorch-int8"]["converter"]["quantization"]
+    assert "not for ExecuTorch" in et["mixed_precision_skipped"] and et["mode"] == "static"
+    ex = edgekit("explain", tmp_path / "b", "--artifact", "litert-int8")
+    assert "1 of 3 quantized layers kept in float" in ex.stdout and "conv2 (Conv2d)" in ex.stdout, ex.stdout
