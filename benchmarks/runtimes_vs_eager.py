@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
+from _common import cached_bundle, timed_ratio  # this folder is on sys.path when a script runs
 
 
 def main() -> None:
@@ -31,23 +31,13 @@ def main() -> None:
     import torch
 
     import edgekit
-    from edgekit.bundle import open_bundle
-    from edgekit.gate import bootstrap_median_ci, interleave
-    from edgekit.pipeline import compile_model
     from edgekit.runtimes import open_runner
-    from edgekit.sources import load_model
 
     torch.set_num_threads(1)
     rows = []
     for name in args.models:
         out = Path(args.out) / f"{name}-{args.target}"
-        src = load_model(f"builtin:{name}")
-        try:
-            manifest = open_bundle(out)
-            if manifest.model["sha256"] != src.sha256:
-                raise ValueError("stale")
-        except Exception:
-            _, manifest = compile_model(f"builtin:{name}", args.target, str(out))
+        src, manifest = cached_bundle(name, args.target, out)
         feed = src.verify_inputs[0]
         targs = tuple(torch.from_numpy(v.copy()) for v in feed.values())
 
@@ -69,16 +59,14 @@ def main() -> None:
                 samples = max(3, n // getattr(inner, "runs_per_sample", 1))
                 return [t / 1e3 for t in runner.timed_runs(feed, samples, 0)[:samples]]
 
-            logr, te, ta, _n = interleave(eager, artifact, args.blocks, args.block_seconds, warmup_runs=5,
-                                          segment_b=own_timing if runner.timed_runs(feed, 1, 0) else None)
+            t = timed_ratio(eager, artifact, args.blocks, args.block_seconds,
+                            segment_b=own_timing if runner.timed_runs(feed, 1, 0) else None)
             if runtime != art.runtime:
                 runner.close()
-            te, ta = np.array(te) * 1e3, np.array(ta) * 1e3
-            lo, hi = (float(np.exp(v)) for v in bootstrap_median_ci(np.array(logr), 0.95, 2000, seed=0))
-            r = float(np.median(np.exp(logr)))
-            rows.append((name, art.id + ("" if runtime == art.runtime else f" ({runtime})"), art.size_bytes, np.median(te), np.median(ta), r, lo, hi, len(te)))
-            print(f"{name} {art.id} on {runtime}: eager p50 {np.median(te):.3f} ms, artifact p50 {np.median(ta):.3f} ms, "
-                  f"ratio {r:.3f} (95% CI {lo:.3f}-{hi:.3f})", flush=True)
+            rows.append((name, art.id + ("" if runtime == art.runtime else f" ({runtime})"), art.size_bytes,
+                         t["a_ms"], t["b_ms"], t["ratio"], t["lo"], t["hi"], t["runs"]))
+            print(f"{name} {art.id} on {runtime}: eager p50 {t['a_ms']:.3f} ms, artifact p50 {t['b_ms']:.3f} ms, "
+                  f"ratio {t['ratio']:.3f} (95% CI {t['lo']:.3f}-{t['hi']:.3f})", flush=True)
 
     print(f"\nartifact / PyTorch eager, target {args.target}, 1 thread, interleaved, on this host (lower is better)")
     print(f"{'model':20s} {'artifact':32s} {'size kB':>9s} {'eager p50 ms':>13s} {'art. p50 ms':>12s} "
