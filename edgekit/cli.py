@@ -236,77 +236,81 @@ def profile_table(r: dict, top: int = 10) -> str:
                   f"{p['ops_ms_per_run']:.3f} ms = {100 * cov:.0f}% of the unprofiled p50 {p50:.3f} ms" if cov else "")
 
 
+VERIFY_HEAD = ["artifact", "self-test", "cosine", "max abs err", "failures"]
+
+
+def _verify_rows(results) -> tuple[list, list]:
+    """(artifact id, metrics, failures) per artifact -> the verify table's rows, and the failures."""
+    rows, bad = [], []
+    for aid, metrics, fails in results:
+        m = next(iter((metrics or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
+        rows.append([aid, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}", "; ".join(fails)])
+        bad += [f"{aid}: {f}" for f in fails]
+    return rows, bad
+
+
+def _verify_done(args, manifest, rows: list, bad: list, title: str, measured_on: str, extra_rows=()) -> int:
+    """Print the verify table, record each result in the history, raise if any failed."""
+    from .errors import VerificationFailed
+
+    print(render(VERIFY_HEAD, rows + list(extra_rows), title))
+    _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": measured_on,
+                              "cosine": r[2]} for r in rows], manifest)
+    if bad:
+        raise VerificationFailed(f"self-test failed ({measured_on}): " + "; ".join(bad))
+    return 0
+
+
 def _verify_in_chromium(bundle: Path, manifest, args) -> int:
     """`verify --device chromium`: each TF.js artifact's self-test in a page of headless Chromium."""
-    from .errors import VerificationFailed
     from .runtimes import open_runner
     from .selftest import check_runner
 
     web = [a for a in manifest.usable() if a.runtime == "tfjs"]
     if not web:
         raise UsageError(f"{bundle} has no TF.js artifact to run in Chromium", hint="compile with --target browser")
-    rows, bad = [], []
-    for a in web:
-        runner = open_runner("tfjs-chromium", bundle / a.path, None, a.inputs, a.outputs, a.input_layout)
-        try:
-            metrics, fails = check_runner(runner, bundle, manifest, a)
-        finally:
-            runner.close()
-        m = next(iter(metrics.values()), {"cosine": float("nan"), "max_abs": float("nan")})
-        rows.append([a.id, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}", "; ".join(fails)])
-        bad += [f"{a.id}: {f}" for f in fails]
-    print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
-                 f"{bundle} in headless Chromium ({runner.user_agent})"))
-    _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": "headless Chromium",
-                              "cosine": r[2]} for r in rows], manifest)
-    if bad:
-        raise VerificationFailed("self-test failed in Chromium: " + "; ".join(bad))
-    return 0
+    agent = []
+
+    def results():
+        for a in web:
+            runner = open_runner("tfjs-chromium", bundle / a.path, None, a.inputs, a.outputs, a.input_layout)
+            try:
+                agent[:] = [runner.user_agent]
+                yield (a.id, *check_runner(runner, bundle, manifest, a))
+            finally:
+                runner.close()
+
+    rows, bad = _verify_rows(results())
+    return _verify_done(args, manifest, rows, bad, f"{bundle} in headless Chromium ({agent[0]})", "headless Chromium")
 
 
 def cmd_verify(args) -> int:
     """Re-check a bundle here: integrity, then each usable artifact on its runtime against the self-test vectors."""
     from .bundle import open_bundle
-    from .errors import VerificationFailed
     from .selftest import check_artifact
 
     bundle = Path(args.bundle)
     manifest = open_bundle(bundle)
-    rows, bad = [], []
     if args.device == "chromium":
         return _verify_in_chromium(bundle, manifest, args)
     if args.device:
         from .remote import remote_verify
 
+        rows, bad = [], []
         for r in remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
                                known_hosts=args.known_hosts):
             m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
             rows.append([r["artifact"], r["status"], f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
                          "; ".join(r.get("failures") or []) or r.get("skipped", "")])
             bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
-        print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows,
-                     f"{bundle} on {args.device}: sha256 of every file OK on the device"))
-        _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on":
-                                  f"device {args.device}"} for r in rows], manifest)
-        if bad:
-            raise VerificationFailed("self-test failed on the device: " + "; ".join(bad))
-        return 0
-    for a in manifest.usable():
-        metrics, fails = check_artifact(bundle, manifest, a)
-        m = next(iter(metrics.values()), {"cosine": float("nan"), "max_abs": float("nan")})
-        rows.append([a.id, "failed" if fails else "passed", f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
-                     "; ".join(fails)])
-        bad += [f"{a.id}: {f}" for f in fails]
+        return _verify_done(args, manifest, rows, bad, f"{bundle} on {args.device}: sha256 of every file OK on the device",
+                            f"device {args.device}")
+    rows, bad = _verify_rows((a.id, *check_artifact(bundle, manifest, a)) for a in manifest.usable())
     waiting = [[a.id, "on-device", "-", "-", f"runs on the device: python -m edgekit build {bundle} there"]
                for a in manifest.artifacts if a.role == "on-device"]
-    print(render(["artifact", "self-test", "cosine", "max abs err", "failures"], rows + waiting,
-                 f"{bundle}: sha256 of every file OK; {(manifest.selftest or {}).get('samples', 0)} "
-                 "self-test vectors per artifact"))
-    _record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": "host",
-                              "cosine": r[2]} for r in rows], manifest)
-    if bad:
-        raise VerificationFailed("self-test failed: " + "; ".join(bad))
-    return 0
+    return _verify_done(args, manifest, rows, bad, f"{bundle}: sha256 of every file OK; "
+                        f"{(manifest.selftest or {}).get('samples', 0)} self-test vectors per artifact", "host",
+                        extra_rows=waiting)
 
 
 def _record(args, kind: str, results: list[dict], manifest) -> None:

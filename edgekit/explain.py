@@ -86,7 +86,7 @@ def explain_artifact(a) -> list[str]:
         lines.append(f"  mixed precision: {q['mixed_precision_skipped']}")
     for key in ("why_static", "static_anyway"):
         if q.get(key):
-            lines.append(f"  shipped static: {q[key]}")
+            lines.append(f"  shipped: {q[key]}")
     if q.get("why_dynamic"):
         lines.append(f"  why dynamic: {q['why_dynamic']}")
     for name, m in (v.metrics or {}).items():
