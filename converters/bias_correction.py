@@ -37,9 +37,10 @@ def delta_bias(dw: np.ndarray, mean_in: np.ndarray, group: int = 1, trans_b: boo
     return shift
 
 
-def _channel_mean(x: np.ndarray) -> np.ndarray:
-    """Mean per channel: axis 1 for NC... tensors, the last axis for [.., features] (Linear)."""
-    if x.ndim >= 3:
+def _channel_mean(x: np.ndarray, features_last: bool) -> np.ndarray:
+    """Mean per input channel: axis 1 of a conv's [N, C, ...] input, the last axis of a
+    Gemm/Linear's [..., features] input."""
+    if not features_last:
         return x.mean(axis=(0, *range(2, x.ndim)))
     return x.reshape(-1, x.shape[-1]).mean(0)
 
@@ -94,7 +95,8 @@ def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
     largest = 0.0
     for node, x, dw, (bias_dq, bias, bias_scale) in layers:
         batch = acts[x].reshape(-1, *acts[x].shape[2:])  # run() stacks samples: [samples, batch, ...]
-        shift = delta_bias(dw, _channel_mean(batch), _attr(node, "group", 1), bool(_attr(node, "transB", 0)))
+        shift = delta_bias(dw, _channel_mean(batch, node.op_type == "Gemm"), _attr(node, "group", 1),
+                           bool(_attr(node, "transB", 0)))
         corrected = np.round((bias - shift) / bias_scale)
         info = np.iinfo(np.int32)
         inits[bias_dq.input[0]].CopyFrom(numpy_helper.from_array(
@@ -152,8 +154,7 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
         def run_node(self, n):
             if n.name in layers:
                 x, w = self.env[n.args[0]], self.env[n.args[1]]
-                m = x.detach().double()
-                m = m.mean(dim=[0, *range(2, m.dim())]) if layers[n.name][1] == "conv" else m.reshape(-1, m.shape[-1]).mean(0)
+                m = _channel_mean(x.detach().double().numpy(), layers[n.name][1] == "linear")
                 sums[n.name] = sums.get(n.name, 0) + m
                 seen[n.name] = w.detach()
             return super().run_node(n)
@@ -169,7 +170,7 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
         if dw.shape != tuple(float_weights[name].shape):
             continue
         groups = int(node.args[6]) if kind == "conv" and len(node.args) > 6 else 1
-        shift = delta_bias(dw, (sums[name] / len(samples)).numpy(), groups)
+        shift = delta_bias(dw, sums[name] / len(samples), groups)
         owner, last = _attr_owner(converted, node.args[2].target)
         old = getattr(owner, last)
         new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)

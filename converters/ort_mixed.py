@@ -179,8 +179,7 @@ def _where(float_model) -> dict[str, str]:
     return out
 
 
-def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier: bool,
-           max_float_share: float = 0.5) -> tuple[object, dict]:
+def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier: bool) -> tuple[object, dict]:
     """(mixed-precision ModelProto or None, report). report["met"] says whether it meets the
     tolerance on the samples; when it does not, the model is the closest the search came (the
     float layers that each lowered the noise), or None when no layer helped."""
@@ -190,7 +189,8 @@ def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier:
     fmodel, qdq = onnx.load(float_path), onnx.load(qdq_path)
     float_inits = {i.name: i for i in fmodel.graph.initializer}
     ref = run(float_path, samples)  # acceptance: every calibration sample
-    base = noise(ref, run(qdq, samples))
+    best, best_out = None, run(qdq, samples)  # the closest graph so far (none kept float: the QDQ one)
+    base = noise(ref, best_out)
     rank_samples = samples[:RANK_SAMPLES]
     rank_ref = {k: v[:RANK_SAMPLES] for k, v in ref.items()}
     rank_base = noise(rank_ref, run(qdq, rank_samples))
@@ -210,7 +210,7 @@ def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier:
     # Forward selection along the ranking: a layer joins the float set only if, with the layers
     # already kept, it lowers the output noise (single-layer gains do not add up: a layer that
     # reads an outlier activation only helps once the layer producing it is float too).
-    limit = max(1, int(len(ranking) * max_float_share))
+    limit = max(1, len(ranking) // 2)
     kept, current, evaluated = [], base, 0
     for r in ranking:
         if len(kept) >= limit:
@@ -225,15 +225,14 @@ def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier:
         if n >= current * 0.98:  # less than 2 % better: not worth a float layer
             continue
         kept.append({**r, "noise_after": round(n, 6)})
-        current = n
+        current, best, best_out = n, trial, out
         if not failures(ref, out, tol, classifier):
             return trial, {"met": True, "layers": len(layers), "float_layers": kept, "ranking": ranking[:20],
                            "unrankable": unrankable, "int8_noise": round(base, 6), "mixed_noise": round(n, 6),
                            "evaluated": evaluated, "samples": len(samples), "rank_samples": len(rank_samples),
                            "search_seconds": round(time.perf_counter() - t0, 1)}
-    best = keep_float(qdq, float_inits, {k["node"] for k in kept})
-    last = failures(ref, run(best, samples), tol, classifier)
-    return (best if kept else None), {"met": False, "layers": len(layers), "float_layers_tried": kept, "ranking": ranking[:20], "unrankable": unrankable,
+    last = failures(ref, best_out, tol, classifier)
+    return best, {"met": False, "layers": len(layers), "float_layers_tried": kept, "ranking": ranking[:20], "unrankable": unrankable,
                   "int8_noise": round(base, 6), "mixed_noise": round(current, 6), "evaluated": evaluated,
                   "gave_up": f"{len(kept)} of {len(layers)} layers in float (each lowering the noise) still miss the "
                              f"tolerance: " + "; ".join(last[:2]),
