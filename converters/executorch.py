@@ -1,4 +1,8 @@
-"""PyTorch -> ExecuTorch program (`.pte`) lowered to the XNNPACK backend, FP32 or INT8 (PT2E).
+"""PyTorch -> ExecuTorch program (`.pte`) lowered to the XNNPACK backend, FP32, FP16 or INT8 (PT2E).
+
+FP16 is the model cast to float16 (weights and arithmetic; XNNPACK runs float16 natively on Arm
+CPUs with it, and emulates it elsewhere) inside a program whose inputs and outputs stay float32
+(Float16Inside below), so apps and runners feed it as they feed the FP32 program.
 
 Operators XNNPACK cannot take stay on ExecuTorch's portable kernels (correct, much slower); the
 converter records how many nodes were delegated so a partial lowering is visible in the manifest.
@@ -125,6 +129,29 @@ MIXED_UNSUPPORTED = ("not for ExecuTorch yet: an INT8 layer whose reader is kept
                      "which XNNPACK does not take and the portable runtime cannot dequantize")
 
 
+def _float16_inside(module):
+    import copy
+
+    import torch
+
+    class Float16Inside(torch.nn.Module):
+        """float32 in, float16 inside, float32 out. The input cast goes through a flat view: cast on a
+        4-D tensor with one channel, ExecuTorch 1.5 plans a channels-last copy whose dim order the
+        runtime then rejects (measured on builtin:digits: "_to_dim_order_copy.out: 0x12")."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = copy.deepcopy(inner).half()
+
+        def forward(self, *xs):
+            out = self.inner(*[x.reshape(-1).half().reshape(x.shape) if x.is_floating_point() else x for x in xs])
+            if isinstance(out, (tuple, list)):
+                return tuple(o.float() if o.is_floating_point() else o for o in out)
+            return out.float() if out.is_floating_point() else out
+
+    return Float16Inside(module).eval()
+
+
 def convert(work, candidate, out_path: Path) -> dict:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -134,6 +161,10 @@ def convert(work, candidate, out_path: Path) -> dict:
     module, _, qinfo = int8_step(work, src, candidate, "ExecuTorch", src.module, src.example, _quantizer,
                                  dynamic_unsupported=has_convolutions, mixed_precision=MIXED_UNSUPPORTED)
     info: dict = {"name": "executorch", "backend": "xnnpack", **qinfo}
+    if candidate.precision == "fp16":
+        module = _float16_inside(module)
+        info["fp16"] = {"weights": "float16", "compute": "float16 (XNNPACK; native on Arm CPUs with float16, "
+                        "emulated on x86-64)", "io": "float32"}
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(src.example))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

@@ -1,4 +1,9 @@
-"""PyTorch -> LiteRT/TFLite flatbuffer (`.tflite`) with litert-torch, FP32 or INT8 (PT2E).
+"""PyTorch -> LiteRT/TFLite flatbuffer (`.tflite`) with litert-torch, FP32, FP16 or INT8 (PT2E).
+
+FP16 is LiteRT's float16 quantization (litert-torch's fp16 recipe, applied by ai-edge-quantizer):
+float16 weights, each behind a Dequantize op. CPU kernels dequantize them to float32 once when the
+interpreter prepares (so the arithmetic is float32 and the speed FP32's); the GPU delegate, and
+XNNPACK where the CPU has native float16, compute in float16. The file is about half the size.
 
 Inputs keep the model's layout (NCHW for vision models) unless the candidate asks for
 `layout: nhwc`: then 4-D inputs become channel-last (litert_torch.to_channel_last_io), which is what
@@ -44,9 +49,15 @@ def convert(work, candidate, out_path: Path) -> dict:
     module, quantizer, qinfo = int8_step(work, src, candidate, "LiteRT", module, example, _quantizer, to_artifact,
                                          fold_quantize=False)
     info.update(qinfo)
+    config = QuantConfig(pt2e_quantizer=quantizer) if quantizer else None
+    if candidate.precision == "fp16":
+        from litert_torch.generative.quantize.quant_recipes import full_fp16_recipe
+
+        config = full_fp16_recipe()
+        info["fp16"] = {"weights": "float16 (Dequantize ops)", "compute": "float32 on CPU kernels; float16 on GPU "
+                        "and on XNNPACK with native float16 (e.g. Armv8.2-A phones)", "io": "float32"}
     with torch.no_grad():
-        model = litert_torch.convert(module, torch_args(example),
-                                     quant_config=QuantConfig(pt2e_quantizer=quantizer) if quantizer else None)
+        model = litert_torch.convert(module, torch_args(example), quant_config=config)
     model.export(str(out_path))
     from edgekit.runtimes.litert import delegation_coverage
 

@@ -5,7 +5,8 @@ exports into ORT's fused kernels (Attention, SkipLayerNormalization, BiasGelu ..
 `onnxruntime.transformers.optimizer` finds no attention in dynamo exports, so it is not used.
 The fused graph uses com.microsoft ops: it runs on ONNX Runtime only, which is this artifact's
 runtime. Hardware-specific layout optimizations are left to session creation on the device.
-INT8 candidates go through ONNX Runtime's quantizer instead (ort_int8.py).
+INT8 candidates go through ONNX Runtime's quantizer instead (ort_int8.py); FP16 ones convert the
+fused graph (ort_fp16.py).
 """
 from __future__ import annotations
 
@@ -14,12 +15,26 @@ from pathlib import Path
 
 
 def convert(work, candidate, out_path: Path) -> dict:
-    import onnx_ir as ir
-
     if candidate.precision == "int8":
         from .ort_int8 import quantize
 
         return quantize(work, out_path)
+    if candidate.precision == "fp16":  # the fused FP32 graph first, then its float16 form (ort_fp16.py)
+        from .ort_fp16 import convert as to_fp16
+
+        fused = out_path.with_name(out_path.name + ".fp32")
+        info = _fp32(work, candidate, fused)
+        try:
+            info["fp16"] = to_fp16(fused, out_path)
+        finally:
+            fused.unlink(missing_ok=True)
+        return info
+    return _fp32(work, candidate, out_path)
+
+
+def _fp32(work, candidate, out_path: Path) -> dict:
+    import onnx_ir as ir
+
     info: dict = {"name": "onnx-ort", "fusions": {}}
     if not candidate.options.get("fuse", True):
         shutil.copyfile(work.onnx_path, out_path)

@@ -49,10 +49,10 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
     """The precision part every PT2E converter shares: fp32 passes the module through; int8
     quantizes it on the calibration samples (mapped by `to_artifact` into the artifact's input
     layout) and records how in `info["quantization"]`. -> (module, quantizer or None, info)."""
-    if candidate.precision == "fp32":
+    if candidate.precision in ("fp32", "fp16"):  # fp16 is each converter's own (no calibration)
         return module, None, {}
     if candidate.precision != "int8":
-        raise ValueError(f"the {converter} converter builds fp32 or int8, not {candidate.precision}")
+        raise ValueError(f"the {converter} converter builds fp32, fp16 or int8, not {candidate.precision}")
     from edgekit.calibration.methods import resolve
 
     method = resolve("pt2e", (work.calibration_method or {}).get("method"))  # unsupported: this candidate fails

@@ -108,7 +108,7 @@ def load_matrix(path: str) -> Matrix:
     for m, t, pr, d in itertools.product(models, targets, precisions, devices):
         profile = get_profile(t)  # unknown target: "did you mean"
         if pr not in (DEFAULT_PRECISION, "auto") and pr not in profile.precisions():
-            continue  # e.g. cpu x fp16: not a cell; listed in the summary as not applicable
+            continue  # e.g. cpu-tvm x fp16: not a cell; listed in the summary as not applicable
         cells.append(Cell(m, t, pr, d))
     if not cells:
         raise UsageError(f"{path}: no target offers any of the precisions {precisions}")

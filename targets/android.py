@@ -18,6 +18,9 @@ PROFILE = TargetProfile(
         Candidate(converter="executorch", runtime="executorch", precision="int8"),
         Candidate(converter="executorch", runtime="executorch", precision="fp32"),
         Candidate(converter="torchscript", runtime="torchscript-lite", precision="fp32"),
+        # FP16 on `--precision fp16` (or auto): half the file; float16 arithmetic where the phone has it
+        Candidate(converter="litert", runtime="litert", precision="fp16", on_request=True),
+        Candidate(converter="executorch", runtime="executorch", precision="fp16", on_request=True),
     ),
     device_arch="aarch64",
     min_delegated_flops_share=0.9,

@@ -19,6 +19,9 @@ PROFILE = TargetProfile(
         # INT8 (ONNX Runtime's quantizer: static QDQ with a calibration set, else dynamic) on
         # `--precision int8`: on x86 without VNNI it is not always faster, so it is not the default.
         Candidate(converter="onnx-ort", runtime="onnxruntime", precision="int8", on_request=True),
+        # FP16 on `--precision fp16`: float16 weights (half the file); float16 arithmetic only where
+        # this ONNX Runtime has float16 CPU kernels (x86-64 builds: almost none), see ort_fp16.py.
+        Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp16", on_request=True),
     ),
     host_is_target=True,
 )

@@ -15,6 +15,8 @@ PROFILE = TargetProfile(
         Candidate(converter="litert", runtime="litert", precision="fp32"),
         Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32", variant="plain",
                   options={"fuse": False}),
+        # FP16 weights on `--precision fp16`: half the file; float16 arithmetic on a Pi 5 (Cortex-A76), not a Pi 4
+        Candidate(converter="litert", runtime="litert", precision="fp16", on_request=True),
     ),
     device_arch="aarch64",
     min_delegated_flops_share=0.9,

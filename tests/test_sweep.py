@@ -30,7 +30,7 @@ def _matrix(tmp_path: Path, body: str) -> Path:
     ('models = ["builtin:digits"]\ntargets = ["cpu"]\nprecison = ["fp32"]\n', 'did you mean "precisions"'),
     ('models = ["builtin:digits"]\ntargets = ["cpux"]\n', "did you mean"),
     ('models = ["builtin:digitz"]\ntargets = ["cpu"]\n', 'did you mean "digits"'),
-    ('models = ["builtin:digits"]\ntargets = ["cpu"]\nprecisions = ["fp16"]\n', "no target offers any of the precisions"),
+    ('models = ["builtin:digits"]\ntargets = ["cpu-tvm"]\nprecisions = ["fp16"]\n', "no target offers any of the precisions"),
     ('models = "builtin:digits"\ntargets = ["cpu"]\n', "'models' must be a non-empty list of strings"),
     ('models = ["builtin:digits"\n', "not valid TOML"),
     ('models = ["builtin:digits"]\ntargets = ["cpu"]\n[bench]\nmin_run = 3\n', 'did you mean "min_runs"'),
