@@ -1,7 +1,7 @@
-"""FP32 vs INT8 vs mixed-precision artifacts side by side, per built-in model and target.
+"""FP32 vs FP16 vs INT8 vs mixed-precision artifacts side by side, per built-in model and target.
 
-Each model is compiled with `--precision auto` (every candidate, INT8 ones built on request
-included). Per runtime, every other artifact is timed against that runtime's FP32 artifact in
+Each model is compiled with `--precision auto` (every candidate, INT8 and FP16 ones built on
+request included). Per runtime, every other artifact is timed against that runtime's FP32 artifact in
 this one process, one thread each, on the same held-out input, interleaved in ABBA blocks
 (edgekit.gate.interleave). Reported: each artifact's median latency, the median of per-block
 latency ratios to the FP32 artifact with its bootstrap 95% interval, its size ratio to that
@@ -27,6 +27,13 @@ def mode(art) -> str:
     """The quantization mode as the converter recorded it (PT2E nests it under "quantization")."""
     if art.precision == "fp32":
         return "-"
+    if art.precision == "fp16":  # weights are float16; the arithmetic is each runtime's (converter info)
+        c = (art.converter.get("fp16") or {}).get("compute")
+        if isinstance(c, dict):  # ONNX Runtime: counted per node from its kernel registry
+            math = "fp16" if c["fp16_nodes"] and not c["fp32_nodes"] else "part fp16" if c["fp16_nodes"] else "fp32"
+        else:
+            math = "fp32" if str(c).startswith("float32") else "fp16"
+        return f"fp16 weights, {math} math"
     q = art.converter.get("quantization") or art.converter
     m = q.get("mode", "?")
     if "mixed" in m:
@@ -116,13 +123,13 @@ def main() -> None:
             tables.append((name, target, rows))
 
     print("\nratios to the FP32 artifact on the same runtime, 1 thread, interleaved, on this host (lower is better)")
-    print(f"{'model':18s} {'target':8s} {'runtime':16s} {'artifact':22s} {'prec':5s} {'mode':22s} {'kB':>8s} "
+    print(f"{'model':18s} {'target':8s} {'runtime':16s} {'artifact':22s} {'prec':5s} {'mode':24s} {'kB':>8s} "
           f"{'size':>6s} {'p50 ms':>8s} {'latency':>7s} {'95% CI':>13s} {'cosine':>9s} {'top-1':>6s}")
     for name, target, rows in tables:
         for r in rows:
             p50 = f"{r['b_ms']:8.3f}" if r.get("b_ms") is not None else f"{'-':>8s}"
             lat = f"{r['ratio']:7.3f} {r['lo']:6.3f}-{r['hi']:<6.3f}" if "ratio" in r else f"{'1 (ref)':>7s} {'':13s}"
-            print(f"{name:18s} {target:8s} {r['runtime']:16s} {r['id']:22s} {r['precision']:5s} {r['mode']:22s} "
+            print(f"{name:18s} {target:8s} {r['runtime']:16s} {r['id']:22s} {r['precision']:5s} {r['mode']:24s} "
                   f"{r['kb']:8.1f} {r['size']:6.3f} {p50} {lat} {r['cos']:>9s} {r['top1']:>6s}")
 
 

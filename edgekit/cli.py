@@ -624,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--steps", type=int, default=400, help="encoder optimizer steps (batch 32)")
     ds.add_argument("--temperature", type=float, default=4.0, help="KD softmax temperature (classifiers)")
     ds.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target loss vs the labels")
-    ds.add_argument("--lr", type=float, help="learning rate (default 2e-3 classifiers with Adam, 2e-4 encoders with AdamW)")
+    ds.add_argument("--lr", type=float, help="learning rate (default 2e-3 classifiers with Adam, 5e-4 encoders "
+                                             "with AdamW, warm-up and linear decay)")
     bd = sub.add_parser("build", help="on the device: build deferred steps (TensorRT engine) and verify the bundle's "
                         "on-device artifacts here, then re-rank the bundle's roles")
     bd.add_argument("bundle")

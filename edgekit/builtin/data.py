@@ -68,11 +68,49 @@ _STDLIB = ["json", "os", "re", "collections", "functools", "itertools", "pathlib
 
 
 def sentences() -> list[str]:
-    """Sentences from standard-library docstrings: deterministic, offline, real English prose."""
+    """Sentences from standard-library docstrings: deterministic, offline, real English prose.
+    (The MiniLM models' held-out and calibration sentences: keep this list as it is.)"""
+    return _docstring_sentences(_STDLIB, members=False)
+
+
+# Modules whose import has side effects (a browser, a window, an easter egg) or that need a GUI.
+_NOT_IMPORTED = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "ensurepip", "venv",
+                 "lib2to3", "pydoc_data"}
+
+
+def transfer_sentences() -> list[str]:
+    """More prose for distillation: docstrings of every importable standard-library module, its
+    public names and their public methods (7,573 sentences on Python 3.11 here, vs 2,380 in sentences()).
+    Split with split_by_hash like sentences(), its held-out part holds every held-out sentence of
+    sentences(), so the calibration part never overlaps the MiniLM held-out set."""
+    import sys
+
+    names = sorted(m for m in sys.stdlib_module_names if not m.startswith("_") and m not in _NOT_IMPORTED)
+    return _docstring_sentences(names, members=True)
+
+
+def _docstring_sentences(modules: list[str], members: bool) -> list[str]:
+    import types
+    import warnings
+
     seen, out = set(), []
-    for modname in _STDLIB:
-        mod = importlib.import_module(modname)
-        objs = [mod] + [getattr(mod, n) for n in sorted(dir(mod)) if not n.startswith("_")]
+    for modname in modules:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated modules warn on import
+                mod = importlib.import_module(modname)
+        except Exception:  # noqa: BLE001 — a platform-specific module (winreg, msvcrt ...): not here
+            continue
+        objs = [mod]
+        for n in sorted(dir(mod)):
+            if n.startswith("_"):
+                continue
+            obj = getattr(mod, n, None)
+            if members and isinstance(obj, types.ModuleType):
+                continue  # a submodule is there only if something imported it: the corpus would vary
+            objs.append(obj)
+            if members and isinstance(obj, type) and str(getattr(obj, "__module__", "")).startswith(modname):
+                objs += [getattr(obj, a, None) for a in sorted(vars(obj)) if not a.startswith("_")]
         for obj in objs:
             doc = getattr(obj, "__doc__", None)
             if not isinstance(doc, str):

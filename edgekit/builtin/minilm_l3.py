@@ -1,5 +1,8 @@
-"""builtin:minilm-l3 — a 3-layer student of builtin:minilm, initialized from its layers 0, 2 and 4
-(the embeddings and pooling unchanged), as DistilBERT initialized from every other teacher layer.
+"""builtin:minilm-l3 — a 3-layer student of builtin:minilm, initialized from its layers 0, 4 and 5
+(the embeddings and pooling unchanged), as DistilBERT initialized its student from teacher layers.
+Of the 3-layer subsets tried, 0/4/5 starts closest to the teacher: held-out mean cosine 0.743 before
+any training, vs 0.401 for DistilBERT's every other layer (0/2/4), 0.684 for 0/3/5 and 0.617 for
+3/4/5; and it distils further (halfway through the same 800-step run: 0.919 vs 0.852 from 0/2/4).
 
 Without --weights it is that initialization, undistilled; `edgekit distill --teacher builtin:minilm
 --student builtin:minilm-l3` writes distilled weights to load with `--weights`.
@@ -9,7 +12,7 @@ from __future__ import annotations
 from ..sources.model import ModelSource
 from .minilm import source
 
-KEEP_LAYERS = (0, 2, 4)
+KEEP_LAYERS = (0, 4, 5)
 
 
 def build():
