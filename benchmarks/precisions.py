@@ -7,8 +7,9 @@ this one process, one thread each, on the same held-out input, interleaved in AB
 latency ratios to the FP32 artifact with its bootstrap 95% interval, its size ratio to that
 artifact, its quantization mode as recorded, and its verification numbers from the manifest.
 Ratios < 1 mean smaller / faster than FP32. Artifacts that failed verification are timed too and
-marked FAILED (their speed says what the accuracy loss would have bought). These are *host* timings (x86-64 here): for `android`
-they rank precisions on this CPU, they do not say what a phone's kernels will do.
+marked FAILED (their speed says what the accuracy loss would have bought). These are *host*
+timings (x86-64 here): for `android` they rank precisions on this CPU, they do not say what a
+phone's kernels will do.
 
     .venv/bin/python benchmarks/precisions.py [--targets cpu android]
         [--models digits efficientnet-lite0] [--blocks 20] [--recompile]

@@ -7,9 +7,10 @@ kernel registry decides: when it has float16 kernels for the model's matrix ops,
 float16 converter (onnxruntime.transformers.float16) converts every op that has one and leaves the
 others float32 behind Cast nodes; when it lacks them, the arithmetic stays float32. Either way every
 float32 weight left is stored as float16 followed by a Cast to float32, which ONNX Runtime's constant
-folding turns back into a float32 weight when the session loads. The file is about half the size; the arithmetic is what the converter info lists, so the
-speed is the FP32 graph's wherever the kernels are missing (the benchmarks measure it, `--precision
-auto` decides on it). Inputs and outputs stay float32.
+folding turns back into a float32 weight when the session loads. The file is about half the size;
+the arithmetic is what the converter info lists, so the speed is the FP32 graph's wherever the
+kernels are missing (the benchmarks measure it, `--precision auto` decides on it). Inputs and
+outputs stay float32.
 """
 from __future__ import annotations
 

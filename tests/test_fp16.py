@@ -20,8 +20,8 @@ def _graph(path, ops: str, n: int = 256):
              helper.make_node("MatMul" if ops == "matmul" else "Mul", ["c", "w"], ["y"])]
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(-2, np.float32), "lo"),
              numpy_helper.from_array(np.array(2, np.float32), "hi")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1 if ops == "matmul" else n, n])], inits)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1 if ops == "matmul" else n, n])
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])], [y], inits)
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
