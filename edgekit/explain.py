@@ -4,7 +4,8 @@ why it is (or is not) within its tolerance, from what compile recorded (nothing 
 For ONNX Runtime INT8: static INT8's numbers on the calibration samples, what it missed, and when
 the mixed-precision search ran, the layers kept in float with each one's share of the INT8 output
 noise (float-one-layer-at-a-time), then the held-out verification. For PT2E INT8 (LiteRT,
-ExecuTorch): the mode (static or dynamic), why, and the numbers on calibration.
+ExecuTorch): the mode (static or dynamic), why, and the numbers on calibration. For FP16: where
+the arithmetic is float16 and where (and why) it stayed float32.
 """
 from __future__ import annotations
 
@@ -31,12 +32,26 @@ def _layer(r: dict) -> str:
     return f"{r['node']:32s} {r['op']:12s} {share}"
 
 
+def _fp16(f: dict) -> list[str]:
+    """What the FP16 converter recorded: float16 weights, and where the arithmetic stayed float32."""
+    c = f.get("compute")
+    lines = [f"  fp16: weights {f.get('weights', '?')}; inputs and outputs {f.get('io', '?')}"]
+    if isinstance(c, dict):  # ONNX Runtime: per node, from its kernel registry
+        lines.append(f"  arithmetic: {c['fp16_nodes']} nodes float16, {c['fp32_nodes']} float32 "
+                     f"({', '.join(c['fp32_ops']) or '-'}): {c['why_fp32']}")
+    elif c:
+        lines.append(f"  arithmetic: {c}")
+    return lines
+
+
 def explain_artifact(a) -> list[str]:
     conv, v = a.converter or {}, a.verification
     lines = [f"{a.id} ({a.runtime}, {a.precision}, role {a.role}): verification {v.status}"
              + (f" — {v.reason}" if v.reason else "")]
     if a.precision == "fp32":
         return lines + ["  fp32: nothing was quantized"]
+    if a.precision == "fp16" and conv.get("fp16"):
+        return lines + _fp16(conv["fp16"]) + _held_out(v)
     q = conv.get("quantization") or conv  # PT2E converters nest it; ONNX Runtime's is flat
     lines.append(f"  mode: {q.get('mode', '?')}; weights {q.get('weights', '?')}; "
                  f"activations {q.get('activations', 'per inference' if q.get('mode') == 'dynamic' else '?')}")
@@ -89,9 +104,11 @@ def explain_artifact(a) -> list[str]:
             lines.append(f"  shipped: {q[key]}")
     if q.get("why_dynamic"):
         lines.append(f"  why dynamic: {q['why_dynamic']}")
-    for name, m in (v.metrics or {}).items():
-        lines.append(f"  held-out verification, {name}: {_metrics(m)}")
-    return lines
+    return lines + _held_out(v)
+
+
+def _held_out(v) -> list[str]:
+    return [f"  held-out verification, {name}: {_metrics(m)}" for name, m in (v.metrics or {}).items()]
 
 
 def explain(bundle: str, artifact: str | None = None, json_out: str | None = None) -> int:

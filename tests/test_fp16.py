@@ -81,3 +81,5 @@ def test_android_fp16_litert_and_executorch_verified(tmp_path):
     it = Interpreter(str(out / arts["litert-fp16"]["path"]))
     assert sum(d["dtype"] == np.float16 for d in it.get_tensor_details()) >= 4  # the weights
     assert [d["dtype"] for d in it.get_input_details()] == [np.float32]
+    ex = edgekit("explain", out, "--artifact", "executorch-fp16")
+    assert ex.returncode == 0 and "arithmetic: float16" in ex.stdout and "held-out verification" in ex.stdout
