@@ -143,6 +143,8 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
     (tuples of positional tensors)."""
     import torch
 
+    from .pt2e import visit_nodes
+
     layers = {n.name: (n, kind) for n, kind in _compute_nodes(converted)
               if n.name in float_weights and len(n.args) > 2 and getattr(n.args[2], "op", None) == "get_attr"}
     if not layers:
@@ -150,18 +152,12 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
     sums: dict = {}
     seen: dict = {}
 
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n):
-            if n.name in layers:
-                x, w = self.env[n.args[0]], self.env[n.args[1]]
-                m = _channel_mean(x.detach().double().numpy(), layers[n.name][1] == "linear")
-                sums[n.name] = sums.get(n.name, 0) + m
-                seen[n.name] = w.detach()
-            return super().run_node(n)
+    def record(n, env, _out):
+        x, w = env[n.args[0]], env[n.args[1]]
+        sums[n.name] = sums.get(n.name, 0) + _channel_mean(x.detach().double().numpy(), layers[n.name][1] == "linear")
+        seen[n.name] = w.detach()
 
-    with torch.no_grad():
-        for args in samples:
-            Recorder(converted).run(*args)
+    visit_nodes(converted, samples, layers, record)
     largest = 0.0
     for name, (node, kind) in layers.items():
         if name not in seen:

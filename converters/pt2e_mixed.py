@@ -45,21 +45,16 @@ def _capture(gm, samples: list[tuple], names: set[str]) -> dict:
     """name -> (first input, output) of those nodes, stacked over samples."""
     import torch
 
+    from .pt2e import visit_nodes
+
     got: dict = {}
 
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n.name in names:
-                x = self.env[n.all_input_nodes[0]]
-                got.setdefault(n.name, ([], []))
-                got[n.name][0].append(x.detach().double().flatten())
-                got[n.name][1].append(out.detach().double().flatten())
-            return out
+    def record(n, env, out):
+        xs, outs = got.setdefault(n.name, ([], []))
+        xs.append(env[n.all_input_nodes[0]].detach().double().flatten())
+        outs.append(out.detach().double().flatten())
 
-    with torch.no_grad():
-        for args in samples:
-            Recorder(gm).run(*args)
+    visit_nodes(gm, samples, names, record)
     return {k: (torch.cat(a), torch.cat(b)) for k, (a, b) in got.items()}
 
 
