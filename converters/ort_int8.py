@@ -131,12 +131,11 @@ def quantize(work, out_path: Path) -> dict:
                 info["quantized_tensors"] = quantized_tensors(out_path)
                 return info
             info["static_missed"] = missed[:3]
-            mixed, report = search(str(pre), str(out_path), calib, tol, classifier)
+            mixed, mixed_out, report = search(str(pre), str(out_path), calib, tol, classifier, ref, static_out)
             info["mixed_precision"] = report
             if mixed is not None and report["met"]:
                 onnx.save(mixed, str(out_path))
-                info.update(mode="static, mixed precision",
-                            mixed_on_calibration=_summary(ref, run(str(out_path), calib), classifier),
+                info.update(mode="static, mixed precision", mixed_on_calibration=_summary(ref, mixed_out, classifier),
                             quantized_tensors=quantized_tensors(out_path))
                 return info
             # Neither meets the tolerance on calibration. Dynamic INT8 is the way out for
@@ -145,7 +144,7 @@ def quantize(work, out_path: Path) -> dict:
             # let held-out verification decide, with every number recorded.
             options = {"static": (None, static_out)}
             if mixed is not None:
-                options["static, mixed precision"] = (mixed, run(mixed, calib))
+                options["static, mixed precision"] = (mixed, mixed_out)
             dyn = out_path.with_name(out_path.stem + ".dynamic.onnx")
             _dynamic(pre, dyn)
             options["dynamic"] = (dyn, run(str(dyn), calib))

@@ -179,17 +179,18 @@ def _where(float_model) -> dict[str, str]:
     return out
 
 
-def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier: bool) -> tuple[object, dict]:
-    """(mixed-precision ModelProto or None, report). report["met"] says whether it meets the
-    tolerance on the samples; when it does not, the model is the closest the search came (the
-    float layers that each lowered the noise), or None when no layer helped."""
+def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier: bool, ref: dict,
+           qdq_out: dict) -> tuple[object, dict, dict]:
+    """(mixed-precision ModelProto or None, its outputs on the samples, report). ref and qdq_out: the
+    float and QDQ graphs' outputs on the samples (the caller has them). report["met"] says whether it
+    meets the tolerance on the samples; when it does not, the model is the closest the search came
+    (the float layers that each lowered the noise), or None when no layer helped."""
     import onnx
 
     t0 = time.perf_counter()
     fmodel, qdq = onnx.load(float_path), onnx.load(qdq_path)
     float_inits = {i.name: i for i in fmodel.graph.initializer}
-    ref = run(float_path, samples)  # acceptance: every calibration sample
-    best, best_out = None, run(qdq, samples)  # the closest graph so far (none kept float: the QDQ one)
+    best, best_out = None, qdq_out  # the closest graph so far (none kept float: the QDQ one); acceptance: every sample
     base = noise(ref, best_out)
     rank_samples = samples[:RANK_SAMPLES]
     rank_ref = {k: v[:RANK_SAMPLES] for k, v in ref.items()}
@@ -227,13 +228,14 @@ def search(float_path: str, qdq_path: str, samples: list[dict], tol, classifier:
         kept.append({**r, "noise_after": round(n, 6)})
         current, best, best_out = n, trial, out
         if not failures(ref, out, tol, classifier):
-            return trial, {"met": True, "layers": len(layers), "float_layers": kept, "ranking": ranking[:20],
+            return trial, out, {"met": True, "layers": len(layers), "float_layers": kept, "ranking": ranking[:20],
                            "unrankable": unrankable, "int8_noise": round(base, 6), "mixed_noise": round(n, 6),
                            "evaluated": evaluated, "samples": len(samples), "rank_samples": len(rank_samples),
                            "search_seconds": round(time.perf_counter() - t0, 1)}
     last = failures(ref, best_out, tol, classifier)
-    return best, {"met": False, "layers": len(layers), "float_layers_tried": kept, "ranking": ranking[:20], "unrankable": unrankable,
-                  "int8_noise": round(base, 6), "mixed_noise": round(current, 6), "evaluated": evaluated,
-                  "gave_up": f"{len(kept)} of {len(layers)} layers in float (each lowering the noise) still miss the "
-                             f"tolerance: " + "; ".join(last[:2]),
-                  "search_seconds": round(time.perf_counter() - t0, 1)}
+    return best, best_out, {
+        "met": False, "layers": len(layers), "float_layers_tried": kept, "ranking": ranking[:20],
+        "unrankable": unrankable, "int8_noise": round(base, 6), "mixed_noise": round(current, 6), "evaluated": evaluated,
+        "gave_up": f"{len(kept)} of {len(layers)} layers in float (each lowering the noise) still miss the "
+                   f"tolerance: " + "; ".join(last[:2]),
+        "search_seconds": round(time.perf_counter() - t0, 1)}
