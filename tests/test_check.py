@@ -120,18 +120,19 @@ def test_check_onnx_source_with_function_ops(tmp_path):
 
 
 def test_check_default_model_has_no_false_alarm():
-    # 4: the three default candidates and the on-request ONNX Runtime INT8
+    # 5: the three default candidates and the on-request ONNX Runtime INT8 and FP16
     p = edgekit("check", "--target", "cpu")  # the default model (digits CNN)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("[ok  ]") == 4 and "FAIL" not in p.stdout, p.stdout
+    assert p.stdout.count("[ok  ]") == 5 and "FAIL" not in p.stdout, p.stdout
 
 
 @needs(*MOBILE)
 def test_check_shows_executorch_delegation_before_converting():
     p = edgekit("check", "--target", "android")
     assert p.returncode == 0 and "FAIL" not in p.stdout, p.stdout + p.stderr
-    # digits: XNNPACK's own partitioner takes every op (as the real lowering does: the manifest agrees)
-    assert p.stdout.count("100% of ops, 100% of FLOPs on XNNPACK") == 2, p.stdout
+    # digits: XNNPACK's own partitioner takes every op (as the real lowering does: the manifest agrees),
+    # for each ExecuTorch candidate (INT8, FP32, and FP16 on request)
+    assert p.stdout.count("100% of ops, 100% of FLOPs on XNNPACK") == 3, p.stdout
 
 
 # --- compile: the same findings, the op and the line in every failure -------------------------
