@@ -210,8 +210,9 @@ def distill(teacher_spec: str, student_spec: str, data: str | None, out: str, se
 
     preflight(teacher_spec)
     preflight(student_spec)
-    if seeds < 1:
-        raise UsageError("--seeds must be at least 1")
+    for name, n in (("seeds", seeds), ("epochs", epochs), ("steps", steps)):
+        if n < 1:
+            raise UsageError(f"--{name} must be at least 1")
     teacher = load_model(teacher_spec)
     student_src = load_model(student_spec)
     if teacher.kind != "torch" or student_src.kind != "torch":

@@ -59,6 +59,8 @@ def test_distill_refuses_bad_inputs(tmp_path):
     assert p.returncode == 2 and "must match" in p.stderr
     p = edgekit("distill", "--teacher", "builtin:digitz", "--student", "builtin:digits-small")
     assert p.returncode == 2 and "did you mean" in p.stderr
+    p = edgekit("distill", "--teacher", "builtin:minilm", "--student", "builtin:minilm-l3", "--steps", "0")
+    assert p.returncode == 2 and "--steps must be at least 1" in p.stderr and "Traceback" not in p.stderr
     p = edgekit("compile", "--model", "builtin:digits", "--weights", tmp_path / "w.pt", "--target", "cpu")
     assert p.returncode == 2 and "brings its own weights" in p.stderr
 
