@@ -29,12 +29,7 @@ def mode(art) -> str:
     if art.precision == "fp32":
         return "-"
     if art.precision == "fp16":  # weights are float16; the arithmetic is each runtime's (converter info)
-        c = (art.converter.get("fp16") or {}).get("compute")
-        if isinstance(c, dict):  # ONNX Runtime: counted per node from its kernel registry
-            math = "fp16" if c["fp16_nodes"] and not c["fp32_nodes"] else "part fp16" if c["fp16_nodes"] else "fp32"
-        else:
-            math = "fp32" if str(c).startswith("float32") else "fp16"
-        return f"fp16 weights, {math} math"
+        return f"fp16 weights, {(art.converter.get('fp16') or {}).get('arithmetic', '?')} math"
     q = art.converter.get("quantization") or art.converter
     m = q.get("mode", "?")
     if "mixed" in m:

@@ -163,8 +163,9 @@ def convert(work, candidate, out_path: Path) -> dict:
     info: dict = {"name": "executorch", "backend": "xnnpack", **qinfo}
     if candidate.precision == "fp16":
         module = _float16_inside(module)
-        info["fp16"] = {"weights": "float16", "compute": "float16 (XNNPACK; native on Arm CPUs with float16, "
-                        "emulated on x86-64)", "io": "float32"}
+        info["fp16"] = {"weights": "float16", "arithmetic": "fp16",
+                        "compute": "float16 (XNNPACK; native on Arm CPUs with float16, emulated on x86-64)",
+                        "io": "float32"}
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(src.example))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

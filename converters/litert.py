@@ -54,8 +54,9 @@ def convert(work, candidate, out_path: Path) -> dict:
         from litert_torch.generative.quantize.quant_recipes import full_fp16_recipe
 
         config = full_fp16_recipe()
-        info["fp16"] = {"weights": "float16 (Dequantize ops)", "compute": "float32 on CPU kernels; float16 on GPU "
-                        "and on XNNPACK with native float16 (e.g. Armv8.2-A phones)", "io": "float32"}
+        info["fp16"] = {"weights": "float16 (Dequantize ops)", "arithmetic": "fp32",  # on this host's CPU kernels
+                        "compute": "float32 on CPU kernels; float16 on GPU and on XNNPACK with native float16 "
+                                   "(e.g. Armv8.2-A phones)", "io": "float32"}
     with torch.no_grad():
         model = litert_torch.convert(module, torch_args(example), quant_config=config)
     model.export(str(out_path))

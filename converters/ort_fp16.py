@@ -87,6 +87,7 @@ def convert(src: Path, out_path: Path) -> dict:
     return {"name": "onnxruntime float16 (onnxruntime.transformers.float16)",
             "weights": "float16, cast to float32 when the session loads where the kernel is float32",
             "weights_stored_fp16": stored,
+            "arithmetic": "fp16" if in_fp16 and in_fp16 == sum(ops.values()) else "part fp16" if in_fp16 else "fp32",
             "compute": {"fp16_nodes": in_fp16, "fp32_nodes": sum(ops.values()) - in_fp16, "fp32_ops": blocked,
                         "why_fp32": why},
             "io": "float32"}

@@ -74,6 +74,7 @@ def test_android_fp16_litert_and_executorch_verified(tmp_path):
         assert v["status"] == "passed" and v["where"] == "host-runtime", v
         assert a["size_bytes"] < 0.65 * fp32_weight_bytes, (a["id"], a["size_bytes"])
         assert a["converter"]["fp16"]["io"] == "float32"
+    assert [arts[i]["converter"]["fp16"]["arithmetic"] for i in ("litert-fp16", "executorch-fp16")] == ["fp32", "fp16"]
     et = arts["executorch-fp16"]["verification"]["metrics"]["logits"]
     assert et["max_abs"] > 1e-4 and et["cosine"] >= 0.999  # float16 arithmetic: visible, within tolerance
     from ai_edge_litert.interpreter import Interpreter
