@@ -16,7 +16,7 @@ SUPPORT: dict[str, dict[str, str]] = {
     "onnxruntime": {
         "minmax": "onnxruntime.quantization CalibrationMethod.MinMax",
         "percentile": "onnxruntime.quantization CalibrationMethod.Percentile (CalibPercentile)",
-        "entropy": "onnxruntime.quantization CalibrationMethod.Entropy (KL divergence)",
+        "entropy": "onnxruntime.quantization CalibrationMethod.Entropy (KL divergence, 2048-bin histogram)",
     },
     # PT2E's XNNPACK quantizer configs (ExecuTorch's and litert-torch's) observe static activations
     # with HistogramObserver, which picks the range with the least L2 error; no other is wired.

@@ -59,3 +59,27 @@ def test_reduced_range_avoids_the_saturation_this_cpu_has(tmp_path):
         assert errors[False] > 0.2, errors
     else:
         assert errors[False] < 0.02, errors  # VNNI or Arm: 8 bits are safe, and sharper
+
+
+def test_entropy_calibration_is_not_minmax(tmp_path):
+    """ONNX Runtime's quantize_static runs its entropy calibrator with 128 bins for 128 quantized
+    bins, which leaves the KL search one threshold: the minmax range. ort_int8 computes the entropy
+    ranges itself with 2048 bins; on a heavy-tailed activation they must clip the tail."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from edgekit.converters.ort_int8 import _entropy_ranges
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tail",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "f.onnx"))
+    rng = np.random.default_rng(1)
+    calib = [{"x": rng.standard_normal((1, 4096)).astype(np.float32)} for _ in range(8)]
+    calib[3]["x"][0, :4] = 40.0  # a handful of outliers stretch minmax to 40
+    report = _entropy_ranges(tmp_path / "f.onnx", calib, tmp_path / "ranges.json")
+    low, high = (float(v) for v in load_tensors_data(tmp_path / "ranges.json")["y"].range_value)
+    assert report["bins"] == 2048
+    assert high < 10.0, (low, high)  # minmax would be 40: the KL threshold clips the outliers
+    assert high > 2.0, (low, high)  # and keeps the bulk of a unit normal's positive half
