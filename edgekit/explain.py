@@ -55,6 +55,8 @@ def explain_artifact(a) -> list[str]:
     q = conv.get("quantization") or conv  # PT2E converters nest it; ONNX Runtime's is flat
     lines.append(f"  mode: {q.get('mode', '?')}; weights {q.get('weights', '?')}; "
                  f"activations {q.get('activations', 'per inference' if q.get('mode') == 'dynamic' else '?')}")
+    if q.get("weight_range"):
+        lines.append(f"  weight range: {q['weight_range']}")
     lines.append(f"  calibration: {q.get('calibration_samples', 0)} samples"
                  + (f" from {q['calibration']}" if q.get("calibration") else "")
                  + (f", method {q['calibration_method']}" if q.get("calibration_method") else ""))

@@ -112,6 +112,9 @@ def test_precision_auto_on_the_host_target_picks_the_fastest_verified_candidate(
     assert fp16["converter"]["fp16"]["weights_stored_fp16"] >= 4
     ex = edgekit("explain", tmp_path / "b", "--artifact", "onnxruntime-int8")
     assert ex.returncode == 0 and "mode: static;" in ex.stdout and "held-out verification, logits" in ex.stdout
+    from edgekit.converters.ort_int8 import weight_range
+
+    assert f"weight range: {weight_range()[1]}" in ex.stdout  # 7 or 8 bits, and why, for this CPU
 
 
 def test_calibration_methods_map_to_each_quantizer_or_say_what_it_supports(tmp_path):
