@@ -161,6 +161,7 @@ def quantize(work, out_path: Path) -> dict:
     quant_pre_process(str(work.onnx_path), str(pre), skip_symbolic_shape=True)
     calib = work.samples("calib")[0][:MAX_CALIBRATION_SAMPLES] if (work.dir / "calib.npz").exists() else []
     reduce, why_range = weight_range()
+    bits = ", 7-bit values" if reduce else ""  # "weight_range" says why
     info: dict = {"name": "onnx-ort", "quantizer": "onnxruntime.quantization", "calibration_samples": len(calib),
                   "weight_range": why_range}
     try:
@@ -189,7 +190,7 @@ def quantize(work, out_path: Path) -> dict:
             onnx.save(qmodel, str(out_path))
             static_out = run(str(out_path), calib)
             missed = failures(ref, static_out, tol, classifier)
-            info.update(mode="static", weights="int8 per-channel symmetric (QDQ)",
+            info.update(mode="static", weights="int8 per-channel symmetric (QDQ)" + bits,
                         activations=f"{act_name} per-tensor, {method} ranges from calibration"
                                     + (" (uint8: ONNX Runtime's fast u8 x s8 kernels on x86-64)" if act_name == "uint8" else ""),
                         calibration_method=method + (f" {pct}" if method == "percentile" else ""),
@@ -228,7 +229,7 @@ def quantize(work, out_path: Path) -> dict:
             dyn.unlink(missing_ok=True)
             info["mode"] = mode
             if mode == "dynamic":
-                info.update(weights="int8 per-channel symmetric", activations="uint8, per inference")
+                info.update(weights="int8 per-channel symmetric" + bits, activations="uint8, per inference")
             info["quantized_tensors"] = quantized_tensors(out_path)
             return info
         else:
@@ -236,7 +237,7 @@ def quantize(work, out_path: Path) -> dict:
                 info["calibration_method_unused"] = f"{method}: no calibration set, so no static INT8"
             info["why_dynamic"] = "no calibration set (give --calibration for static INT8): activations quantized per inference"
         _dynamic(pre, out_path, reduce)
-        info.update(mode="dynamic", weights="int8 per-channel symmetric", activations="uint8, per inference")
+        info.update(mode="dynamic", weights="int8 per-channel symmetric" + bits, activations="uint8, per inference")
         if calib:
             info["dynamic_on_calibration"] = _summary(ref, run(str(out_path), calib), classifier)
     finally:
