@@ -28,6 +28,9 @@ QUANT_OPS = ("QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvIn
              "QLinearConv", "QLinearMatMul", "MatMulIntegerToFloat")
 
 
+X86 = ("x86_64", "amd64", "i686")  # platform.machine() names of x86 CPUs
+
+
 def activation_type(machine: str | None = None):
     """uint8 activations on x86-64, int8 elsewhere. ONNX Runtime's x86 kernels are built around
     u8 x s8 products (VPMADDUBSW / VNNI); with int8 activations EfficientNet-Lite0's static INT8
@@ -38,7 +41,7 @@ def activation_type(machine: str | None = None):
     from onnxruntime.quantization import QuantType
 
     arch = (machine or platform.machine()).lower()
-    return (QuantType.QUInt8, "uint8") if arch in ("x86_64", "amd64", "i686") else (QuantType.QInt8, "int8")
+    return (QuantType.QUInt8, "uint8") if arch in X86 else (QuantType.QInt8, "int8")
 
 
 # x86 CPU flags with an int8 dot product that accumulates in 32 bits.
@@ -56,7 +59,7 @@ def weight_range(machine: str | None = None, cpu_flags: set[str] | None = None) 
     import platform
 
     arch = (machine or platform.machine()).lower()
-    if arch not in ("x86_64", "amd64", "i686"):
+    if arch not in X86:
         return False, f"8-bit weights ({arch}: int8 dot products accumulate in 32 bits)"
     if cpu_flags is None:
         cpu_flags = _cpu_flags()
