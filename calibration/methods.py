@@ -23,6 +23,22 @@ SUPPORT: dict[str, dict[str, str]] = {
     "pt2e": {"mse": "torchao HistogramObserver (XNNPACK quantizer's static activation observer)"},
 }
 DEFAULTS = {"onnxruntime": "minmax", "pt2e": "mse"}
+# converter -> the quantizer whose calibrators its INT8 candidates use. TF.js and Core ML INT8 store
+# weights only (no activation ranges), so no calibration method applies to them.
+QUANTIZER_OF = {"onnx-ort": "onnxruntime", "litert": "pt2e", "executorch": "pt2e"}
+
+
+def unsupported(converter: str, method: str) -> str | None:
+    """Why an INT8 candidate of `converter` cannot use `method`, or None when it can: known from
+    this table before any model is loaded, so compile refuses it up front."""
+    quantizer = QUANTIZER_OF.get(converter)
+    if quantizer is None:
+        return f"{converter} INT8 quantizes weights only; no calibration method applies"
+    try:
+        resolve(quantizer, method)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def resolve(quantizer: str, method: str | None) -> str:

@@ -523,8 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "this host is the target the fastest verified one becomes primary; default: the target's default set")
     c.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy", "mse"],
                    help="how INT8 activation ranges are chosen, mapped onto each quantizer's own calibrators (ONNX "
-                   "Runtime: minmax, percentile, entropy; PT2E: mse); a quantizer without it fails that candidate "
-                   "and says what it supports (default: each quantizer's own default)")
+                   "Runtime: minmax, percentile, entropy; PT2E: mse); a candidate whose quantizer lacks it is skipped "
+                   "before any work, saying what it supports, and none able to use it is a usage error "
+                   "(default: each quantizer's own default)")
     c.add_argument("--percentile", type=float, help="with --calibration-method percentile (default 99.999)")
     c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
                    "check says they cannot (the check still runs and is recorded)")
