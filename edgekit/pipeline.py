@@ -96,12 +96,20 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             sha256=sha256_file(path), size_bytes=size_bytes(path),
             inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
             outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
-            converter=res["converter"], input_layout=res["converter"].get("input_layout"),
+            converter=_converter_record(c.converter, res["converter"]), input_layout=res["converter"].get("input_layout"),
             toolchain=deps.versions(dict.fromkeys(["torch", *candidate_toolchains(c)])),
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
     return artifacts, failed
+
+
+def _converter_record(key: str, info: dict) -> dict:
+    """The artifact's converter record: `name` is always its row in CONVERTERS (what the contract
+    test and tools key on); a converter's own name for its toolchain (litert-torch, coremltools,
+    onnx2tf+tensorflowjs) is kept as `tool`."""
+    tool = info.get("name")
+    return {**info, "name": key, **({"tool": tool} if tool and tool != key else {})}
 
 
 def _say_failed(f: dict) -> None:
@@ -189,6 +197,22 @@ def _with_layout(profile, layout: str | None):
         if c.converter in LAYOUT_CONVERTERS else c for c in profile.candidates))
 
 
+def _lacking_calibration_method(profile, method: str | None) -> dict[str, str]:
+    """{candidate id: why} for the INT8 candidates whose quantizer lacks `method`. When every INT8
+    candidate lacks it, the request cannot be met at all: a usage error, before the model is loaded."""
+    from .calibration.methods import unsupported
+
+    if not method:
+        return {}
+    int8 = [c for c in profile.candidates if c.precision == "int8"]
+    lacking = {c.id: why for c in int8 if (why := unsupported(c.converter, method))}
+    if int8 and len(lacking) == len(int8):
+        raise UsageError(f"--calibration-method {method}: no INT8 candidate of target {profile.name!r} can use it: "
+                         + "; ".join(dict.fromkeys(lacking.values())),
+                         hint="leave --calibration-method out for each quantizer's default")
+    return lacking
+
+
 def compile_model(spec: str | None, target: str, out: str | None = None, weights: str | None = None,
                   fallback_model: str | None = None, calibration: str | None = None,
                   layout: str | None = None, op_check: bool = True,
@@ -211,6 +235,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     if percentile is not None and not (calibration_method == "percentile" and 90.0 <= percentile < 100.0):
         raise UsageError("--percentile goes with --calibration-method percentile, between 90 and 100 (e.g. 99.999)")
     method = {"method": calibration_method, "percentile": percentile} if calibration_method else None
+    lacking = _lacking_calibration_method(profile, calibration_method)  # before any work, like the rest
     if calibration and not Path(calibration).exists():
         raise UsageError(f"--calibration {calibration}: no such file or folder")
     if fallback_model:
@@ -220,8 +245,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     candidates, skipped = [], []
     for c in profile.candidates:
         missing = _missing_toolchains(c)
-        (skipped.append({"id": c.id, "stage": "toolchain", "error": f"not installed: {', '.join(missing)}",
-                         "hint": deps.TOOLCHAINS[missing[0]].install}) if missing else candidates.append(c))
+        if c.id in lacking:
+            skipped.append({"id": c.id, "stage": "options", "error": lacking[c.id],
+                            "hint": "another --calibration-method, or leave it out for the quantizer's default"})
+        elif missing:
+            skipped.append({"id": c.id, "stage": "toolchain", "error": f"not installed: {', '.join(missing)}",
+                            "hint": deps.TOOLCHAINS[missing[0]].install})
+        else:
+            candidates.append(c)
     if not candidates:
         first = skipped[0]
         raise ToolchainMissing(f"target {target!r} cannot be built here: {first['error']}", hint=first["hint"])
