@@ -1,25 +1,56 @@
-"""Shared fixtures: real compiles through the real CLI, cached once per test session."""
+"""Shared fixtures: real compiles through the real CLI, each built once per test run.
+
+The suite runs on every core (pytest-xdist, `./ek test`). A bundle is built once for the whole run,
+whichever worker asks first, under a file lock (`shared_bundle`); every other worker waits for it and
+reads it. Tests that only read a shared bundle use it in place; tests that change a bundle copy it first.
+"""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import textwrap
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The real components a test exercises, as markers (pyproject.toml registers them; --strict-markers).
+# README "What the tests exercise" lists them; test_components.py fails if one stops being exercised.
+COMPONENTS = ("onnxruntime", "litert", "executorch", "torchscript_lite", "tvm", "tfjs_node", "chromium", "sshd",
+              "ray")
+# Tests that must not share the machine with each other: they time things, or start services whose
+# start-up races (sshd, Ray, Chromium). They all run on one xdist worker, one after another.
+EXCLUSIVE = ("timing", "sshd", "ray", "chromium")
+
 
 def pytest_configure(config):
-    # Hermetic: each test session starts with an empty model cache, so the digits model is trained
-    # from scratch (about 5 s) exactly as on a new machine. Child processes inherit the variable.
-    import tempfile
-
-    os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
-    # and results go to a throwaway history database, never the user's
+    # Hermetic: each test run starts with an empty model cache, so the digits model is trained from
+    # scratch (about 5 s) exactly as on a new machine. The controller makes the folders before the
+    # xdist workers start; workers inherit them, so the model is trained and each bundle built once.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+        # A caller that repeats a selection on unchanged code may preset the bundle folder to reuse
+        # its bundles (benchmarks/timing_tests_aa.sh); unset, as in CI, every run builds afresh.
+        if not os.environ.get("EDGEKIT_TEST_BUNDLES"):
+            os.environ["EDGEKIT_TEST_BUNDLES"] = tempfile.mkdtemp(prefix="edgekit-test-bundles-")
+    # Results go to a throwaway history database, never the user's; one per process, so a test that
+    # counts history rows sees only its own worker's.
     os.environ["EDGEKIT_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="edgekit-test-history-"), "history.sqlite")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and int(workers) > 1:
+        # One OpenMP thread per worker: with a compile on every core, PyTorch's spinning OpenMP workers
+        # made digits training ~10x slower (95 s vs 8 s, README). Runtimes take explicit thread counts.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(m) for m in EXCLUSIVE):
+            item.add_marker(pytest.mark.xdist_group("exclusive"))
 
 
 def edgekit(*args, cwd=None, check=False, timeout=900, env=None) -> subprocess.CompletedProcess:
@@ -29,6 +60,26 @@ def edgekit(*args, cwd=None, check=False, timeout=900, env=None) -> subprocess.C
     if check and p.returncode != 0:
         raise AssertionError(f"edgekit {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def shared_bundle(key: str, *compile_args, env=None, check=True):
+    """`edgekit compile ARGS --out <shared>/KEY`, run once per test run across all workers.
+
+    Returns (bundle folder, the compile's result: returncode, stdout, stderr). KEY names the model,
+    target and options; two fixtures with different options must use different keys."""
+    from filelock import FileLock
+
+    root = Path(os.environ["EDGEKIT_TEST_BUNDLES"])
+    out, record = root / key, root / f"{key}.result.json"
+    with FileLock(str(root / f"{key}.lock")):
+        if not record.exists():
+            p = edgekit("compile", *compile_args, "--out", out, env=env)
+            record.write_text(json.dumps({"returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}))
+    result = SimpleNamespace(**json.loads(record.read_text()))
+    if check and result.returncode != 0:
+        raise AssertionError(f"edgekit compile {' '.join(map(str, compile_args))} exited {result.returncode}\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return out, result
 
 
 def import_file(path: Path):
@@ -46,44 +97,43 @@ def build_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
 
-@pytest.fixture(scope="session")
-def digits_bundle(build_dir) -> Path:
-    out = build_dir / "digits-cpu"
-    edgekit("compile", "--target", "cpu", "--out", out, check=True)  # --model omitted: the default model
-    return out
+# The default model (builtin:digits, --model omitted) compiled for each target, once per run: what the
+# per-target tests and the converter/runtime contract test (test_contract.py) all read. Per target,
+# what its tests need besides (the same options for every reader, so one build serves them all).
+DIGITS_EXTRA = {
+    "cpu-tvm": ("--bench", "--min-runs", "5", "--min-time", "0.05"),  # test_tvm_jetson reads the bench lines
+}
+DIGITS_ENV = {
+    # One OpenMP thread: on a busy 2-core host, PyTorch's spinning OpenMP workers made training the
+    # digits model for the hermetic cache take ~95 s instead of ~8 s (the artifacts are the same).
+    "ios": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def digits_for(target: str, check: bool = True):
+    """(bundle, compile result) of the default model for TARGET, built once per test run."""
+    return shared_bundle(f"digits-{target}", "--target", target, *DIGITS_EXTRA.get(target, ()),
+                         env=DIGITS_ENV.get(target), check=check)
 
 
 @pytest.fixture(scope="session")
-def minilm_bundle(build_dir) -> Path:
-    out = build_dir / "minilm-cpu"
-    edgekit("compile", "--model", "builtin:minilm", "--target", "cpu", "--out", out, check=True)
-    return out
+def digits_bundle() -> Path:
+    return digits_for("cpu")[0]
 
 
-TINY_MODEL = textwrap.dedent('''
-        import numpy as np
-        import torch
+@pytest.fixture(scope="session")
+def minilm_bundle() -> Path:
+    return shared_bundle("minilm-cpu", "--model", "builtin:minilm", "--target", "cpu")[0]
 
-        class Tiny(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-                self.fc = torch.nn.Linear(4 * 6 * 6, 5)
 
-            def forward(self, x):
-                return self.fc(torch.relu(self.conv(x)).flatten(1))
+TINY_CNN = ROOT / "tests" / "gallery" / "tiny_cnn.py"
+TINY_MODEL = TINY_CNN.read_text()  # the source text, for tests that write it where a user would keep it
 
-        def make():
-            torch.manual_seed(0)
-            img = np.random.default_rng(0).standard_normal((3, 6, 6))  # float64, like real user data
-            example = np.broadcast_to(img, (1, 3, 6, 6))  # stride 0 on the batch axis
-            return {"model": Tiny().eval(), "example_inputs": example, "input_names": ["pixels"],
-                    "output_names": ["scores"], "task": "classification"}
 
-        def make_tuple():
-            torch.manual_seed(0)
-            return Tiny().eval(), torch.randn(1, 3, 6, 6)
-''')
+@pytest.fixture(scope="session")
+def tiny_bundle() -> Path:
+    """The tiny CNN compiled for the cpu target: the small bundle fault-injection tests start from."""
+    return shared_bundle("tiny-cpu", "--model", f"{TINY_CNN}:make", "--target", "cpu")[0]
 
 
 @pytest.fixture
@@ -107,14 +157,10 @@ MOBILE = ("litert-torch", "ai-edge-litert", "executorch")
 
 
 @pytest.fixture(scope="session")
-def minilm_android(build_dir) -> Path:
-    out = build_dir / "minilm-android"
-    edgekit("compile", "--model", "builtin:minilm", "--target", "android", "--out", out, check=True)
-    return out
+def minilm_android() -> Path:
+    return shared_bundle("minilm-android", "--model", "builtin:minilm", "--target", "android")[0]
 
 
 @pytest.fixture(scope="session")
-def digits_android(build_dir) -> Path:
-    out = build_dir / "digits-android"
-    edgekit("compile", "--model", "builtin:digits", "--target", "android", "--out", out, check=True)
-    return out
+def digits_android() -> Path:
+    return digits_for("android")[0]

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = [pytest.mark.onnxruntime]
+
 BLOCKER = textwrap.dedent('''
     import sys, importlib.abc
     class Block(importlib.abc.MetaPathFinder):

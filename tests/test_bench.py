@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import edgekit as run
+
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.torchscript_lite]
 
 
 def test_bench_json_fields(digits_bundle, tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.onnxruntime]
+
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_delta_bias_equals_the_output_shift_of_a_constant_input(groups):

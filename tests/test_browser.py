@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, edgekit as run, needs
+from conftest import ROOT, digits_for, edgekit as run, needs, shared_bundle
 
-pytestmark = needs("tfjs-converter", "node-tfjs", "chromium")
+pytestmark = [needs("tfjs-converter", "node-tfjs", "chromium"), pytest.mark.tfjs_node]
 TINY = ROOT / "tests" / "gallery" / "tiny_encoder.py"
 
 
@@ -22,17 +22,13 @@ def _arts(bundle) -> dict:
 
 
 @pytest.fixture(scope="session")
-def digits_browser(build_dir):
-    out = build_dir / "digits-browser"
-    run("compile", "--target", "browser", "--out", out, check=True)
-    return out
+def digits_browser():
+    return digits_for("browser")[0]
 
 
 @pytest.fixture(scope="session")
-def tiny_browser(build_dir):
-    out = build_dir / "tiny-browser"
-    run("compile", "--model", f"{TINY}:make", "--target", "browser", "--out", out, check=True)
-    return out
+def tiny_browser():
+    return shared_bundle("tiny-browser", "--model", f"{TINY}:make", "--target", "browser")[0]
 
 
 @pytest.mark.slow
@@ -69,6 +65,7 @@ def test_tiny_encoder_int64_ids_gelu_and_l2_normalize(tiny_browser):
 
 
 @pytest.mark.slow
+@pytest.mark.chromium
 def test_headless_chromium_runs_the_models_in_a_page(digits_browser, tiny_browser):
     """verify --device chromium: every TF.js artifact's self-test in a real page, real numbers."""
     for bundle in (digits_browser, tiny_browser):
@@ -95,6 +92,7 @@ def test_headless_chromium_runs_the_models_in_a_page(digits_browser, tiny_browse
 
 
 @pytest.mark.slow
+@pytest.mark.chromium
 def test_bench_in_chromium_times_inside_the_page(digits_browser, tmp_path):
     out = tmp_path / "bench.json"
     run("bench", digits_browser, "--device", "chromium", "--min-runs", "20", "--min-time", "0.2",
@@ -131,6 +129,7 @@ try {
 
 
 @pytest.mark.slow
+@pytest.mark.chromium
 def test_web_package_loads_self_tests_and_falls_back_in_chromium(digits_browser, tmp_path):
     """package --for web, then the package's own ES-module loader in a real page: self-test on load,
     predict in the model's NCHW layout; a corrupted primary makes the fallback take over."""

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import edgekit as run
 
+pytestmark = [pytest.mark.onnxruntime]
+
 
 @pytest.mark.slow
 def test_minilm_cpu_verified_fp32(minilm_bundle):

@@ -7,6 +7,8 @@ import pytest
 from edgekit.calibration import check_disjoint, dataset_hash, read_arrays
 from edgekit.errors import ModelSourceError
 
+pytestmark = [pytest.mark.onnxruntime]
+
 EX = {"image": np.zeros((1, 1, 8, 8), np.float32)}
 
 

@@ -146,6 +146,7 @@ def compile_(tmp_path, name, target, *extra):
 
 
 @needs(*MOBILE)
+@pytest.mark.onnxruntime
 def test_compile_skips_what_the_check_refuses(tmp_path):
     p, man, _ = compile_(tmp_path, "bucketize", "rpi")
     assert p.returncode == 12, p.stderr  # degraded: the ONNX fallback is the primary
@@ -159,6 +160,8 @@ def test_compile_skips_what_the_check_refuses(tmp_path):
 
 
 @needs(*MOBILE)
+@pytest.mark.onnxruntime
+@pytest.mark.litert
 def test_compile_names_op_and_line_when_the_toolchain_fails(tmp_path):
     """--no-preflight: litert-torch really runs and fails deep inside (a JAX concretization error).
     The message still names the stage, the toolchain, the op and the user's line; the raw traceback
@@ -175,6 +178,7 @@ def test_compile_names_op_and_line_when_the_toolchain_fails(tmp_path):
     assert line_of("nonzero") in p.stderr
 
 
+@pytest.mark.torchscript_lite
 def test_compile_of_a_traced_branch_fails_verification_and_names_the_line(tmp_path):
     """ONNX export fails at the `if`; the trace converts but computes the example's branch for every
     input, so held-out inputs that take the other branch fail verification (exit 7), and the reason
@@ -201,6 +205,7 @@ def test_verification_is_not_blind_to_scale():
     assert judge({"logits": output_metrics(ref, ref * (1 + 1e-6), True)}, DEFAULT_TOLERANCES["fp32"]) == []
 
 
+@pytest.mark.torchscript_lite
 def test_compile_falls_back_past_an_unusual_dtype(tmp_path):
     p, man, _ = compile_(tmp_path, "bfloat16", "cpu")
     assert p.returncode == 12, p.stderr
@@ -210,6 +215,8 @@ def test_compile_falls_back_past_an_unusual_dtype(tmp_path):
 
 
 @needs(*MOBILE)
+@pytest.mark.litert
+@pytest.mark.onnxruntime
 def test_delegation_share_below_the_profile_minimum_fails_verification(tmp_path):
     """A Conv3d becomes LiteRT's CONV_3D, which XNNPACK does not take: 0% of the FLOPs delegated, below
     the rpi profile's 90%, so the LiteRT artifacts are rejected with that reason, not shipped slow."""

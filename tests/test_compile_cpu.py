@@ -13,6 +13,8 @@ from edgekit.errors import BundleError, InputError
 
 from conftest import edgekit as run
 
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.torchscript_lite]
+
 
 def test_manifest_lists_verified_artifact_with_matching_hashes(digits_bundle):
     m = json.loads((digits_bundle / "manifest.json").read_text())

@@ -2,7 +2,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = [pytest.mark.onnxruntime]
 
 
 def test_device_suite_passes_on_a_good_bundle(digits_bundle):

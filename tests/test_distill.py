@@ -7,6 +7,8 @@ import pytest
 
 from conftest import edgekit
 
+pytestmark = [pytest.mark.onnxruntime]
+
 
 @pytest.mark.slow
 def test_digits_student_distilled_beats_labels_alone_and_compiles(tmp_path):

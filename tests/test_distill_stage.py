@@ -9,6 +9,8 @@ import pytest
 
 from conftest import edgekit
 
+pytestmark = [pytest.mark.onnxruntime]
+
 
 # distill's training uses torch's default threads; on a busy 2-core machine two threads made one
 # 15-epoch seed take 136 s instead of 3.7 s (builtin/digits.py pins one thread for the same reason).

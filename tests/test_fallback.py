@@ -24,6 +24,8 @@ import edgekit
 from edgekit.fallback import ArtifactFailed
 from edgekit.selftest import selftest_feeds
 
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.torchscript_lite]
+
 PRIMARY, PLAIN, LITE = "onnxruntime-fp32", "onnxruntime-fp32-plain", "torchscript-lite-fp32"
 
 
@@ -146,6 +148,7 @@ def test_primary_raising_mid_run_falls_back_then_recovers(bundle):
     assert p.active == PRIMARY and p.events[-1]["reason"] == "re-probe passed: restored"
 
 
+@pytest.mark.timing
 def test_slow_primary_is_replaced_over_a_window(bundle):
     # Real extra work on every call: 8 chained 256x256 matmuls on an input-derived matrix.
     def nodes():

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import edgekit
 
+pytestmark = [pytest.mark.onnxruntime]
+
 
 def _graph(path, ops: str, n: int = 256):
     """x[1, n] -> Clip -> MatMul W[n, n] (y[1, n]) or Mul W[n, n] (broadcast: y[n, n])."""
@@ -59,6 +61,8 @@ def test_ort_fp16_halves_the_weights_and_keeps_the_answers(tmp_path, ops):
 
 
 @pytest.mark.slow
+@pytest.mark.litert
+@pytest.mark.executorch
 def test_android_fp16_litert_and_executorch_verified(tmp_path):
     """digits (a one-channel image: the ExecuTorch input cast that needed a flat view) in float16 on
     LiteRT and ExecuTorch, each verified on its runtime against the FP32 reference."""

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import edgekit as run
 
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.timing]
+
 FAST = ["--blocks", "20", "--block-seconds", "0.03"]
 
 

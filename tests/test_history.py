@@ -8,9 +8,13 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from conftest import edgekit
 
 from edgekit import history
+
+pytestmark = [pytest.mark.onnxruntime]
 
 
 def noisy(n: int, seed: int, noise: float = 0.03, step_at: int | None = None, step: float = 1.0,

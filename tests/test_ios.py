@@ -14,9 +14,9 @@ import shutil
 
 import pytest
 
-from conftest import edgekit as run, needs
+from conftest import digits_for, edgekit as run, needs
 
-pytestmark = needs("coremltools", "executorch")
+pytestmark = [needs("coremltools", "executorch"), pytest.mark.coreml, pytest.mark.executorch]
 ON_MAC = platform.system() == "Darwin"
 
 
@@ -29,13 +29,8 @@ def _arts(bundle) -> dict:
 
 
 @pytest.fixture(scope="session")
-def digits_ios(build_dir):
-    out = build_dir / "digits-ios"
-    # One OpenMP thread: on a busy 2-core host, PyTorch's spinning OpenMP workers made training the
-    # digits model for the hermetic cache take ~95 s instead of ~8 s (the artifacts are the same).
-    p = run("compile", "--target", "ios", "--out", out, env={"OMP_NUM_THREADS": "1"})
-    assert p.returncode == 0, p.stderr  # Core ML waiting for a Mac is not a failure
-    return out, p
+def digits_ios():
+    return digits_for("ios")  # checks exit 0: Core ML waiting for a Mac is not a failure
 
 
 def _mil_consts(package) -> dict:

@@ -12,9 +12,9 @@ import pytest
 import edgekit
 from edgekit.bundle import open_bundle
 
-from conftest import MOBILE, edgekit as run, needs
+from conftest import MOBILE, digits_for, edgekit as run, needs
 
-pytestmark = [needs(*MOBILE), pytest.mark.slow]
+pytestmark = [needs(*MOBILE), pytest.mark.slow, pytest.mark.litert, pytest.mark.executorch, pytest.mark.torchscript_lite]
 
 
 def _arts(bundle) -> dict:
@@ -277,9 +277,8 @@ def test_litert_refuses_ids_that_do_not_fit_int32(minilm_android):
         p.predict({"input_ids": ids, "attention_mask": np.ones((1, 64), np.int64)})
 
 
-def test_rpi_profile_litert_then_portable_onnx(build_dir):
-    out = build_dir / "digits-rpi"
-    run("compile", "--model", "builtin:digits", "--target", "rpi", "--out", out, check=True)
+def test_rpi_profile_litert_then_portable_onnx():
+    out, _ = digits_for("rpi")
     m = json.loads((out / "manifest.json").read_text())
     assert [(a["id"], a["role"], a["verification"]["status"]) for a in m["artifacts"]] == [
         ("litert-int8", "primary", "passed"), ("litert-fp32", "fallback", "passed"),

@@ -4,6 +4,9 @@ on this machine with a layer built to overflow the int16 pair sum."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.onnxruntime]
 
 
 def test_weight_range_follows_the_cpu():

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import edgekit
 
+pytestmark = [pytest.mark.litert, pytest.mark.executorch]
+
 GALLERY = Path(__file__).parent / "gallery" / "awkward.py"
 
 

@@ -23,9 +23,9 @@ from conftest import MOBILE, needs
 SSHD = "/usr/sbin/sshd"
 DEVICE_PY = sys.executable  # the venv's python: numpy + onnxruntime
 FAST = {"warmup_s": 0.05, "min_runs": 20, "min_time_s": 0.2}
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")),
-    reason="OpenSSH server/client missing: apt-get install openssh-server openssh-client")
+    reason="OpenSSH server/client missing: apt-get install openssh-server openssh-client"), pytest.mark.sshd, pytest.mark.onnxruntime]
 
 
 def free_port() -> int:
@@ -266,6 +266,8 @@ def test_cli_bench_device_gives_the_same_json_as_local_bench(sshd, digits_bundle
 
 
 @needs(*MOBILE)
+@pytest.mark.litert
+@pytest.mark.executorch
 def test_primary_chosen_by_latency_measured_on_the_device(sshd, digits_android, tmp_path):
     """An android bundle is compiled on a host that is not the phone: preference order picks the
     primary. Timed on the device (here: the test sshd), the fastest artifact becomes primary."""

@@ -45,6 +45,8 @@ def check_roofline(r: dict, flops: int) -> None:
 MINILM_FLOPS = 1_396_703_232  # the same count LiteRT's and ExecuTorch's coverage counters make
 
 
+@pytest.mark.timing
+@pytest.mark.onnxruntime
 def test_onnxruntime_profile_and_roofline(minilm_bundle, tmp_path):
     r = bench(minilm_bundle, "onnxruntime-fp32", tmp_path)
     check_profile(r, {"MatMul", "Attention"})
@@ -52,6 +54,8 @@ def test_onnxruntime_profile_and_roofline(minilm_bundle, tmp_path):
 
 
 @needs(*MOBILE)
+@pytest.mark.timing
+@pytest.mark.executorch
 def test_executorch_profile_shows_xnnpack_and_portable_kernels(minilm_android, tmp_path):
     r = bench(minilm_android, "executorch-fp32", tmp_path)
     check_profile(r, {"Fully Connected (NC, F32) GEMM (XNNPACK)"})
@@ -77,6 +81,10 @@ def test_pareto_front():
 
 @needs_chromium
 @needs(*MOBILE)
+@pytest.mark.chromium
+@pytest.mark.onnxruntime
+@pytest.mark.litert
+@pytest.mark.executorch
 def test_report_renders_in_chromium_with_numbers_from_the_bench_json(digits_bundle, digits_android, tmp_path):
     """Two targets (cpu, android), two precisions (fp32, int8), and a bundle whose LiteRT candidates
     were refused by the pre-flight check (they must show as not built, with why)."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import edgekit
 
 from conftest import edgekit as run
 from conftest import import_file
+
+pytestmark = [pytest.mark.onnxruntime]
 
 
 def _manifest(out):

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from conftest import edgekit as run, needs
+from conftest import digits_for, edgekit as run, needs
 
-pytestmark = needs("tvm", "aarch64-g++", "nvcc")
+pytestmark = [needs("tvm", "aarch64-g++", "nvcc"), pytest.mark.tvm]
 
 
 def _manifest(bundle) -> dict:
@@ -29,17 +29,13 @@ def _arts(bundle) -> dict:
 
 
 @pytest.fixture(scope="session")
-def digits_jetson(build_dir):
-    out = build_dir / "digits-jetson"
-    p = run("compile", "--target", "jetson", "--out", out)
-    assert p.returncode == 0, p.stderr  # deferred/on-device artifacts are not a failure
-    return out, p
+def digits_jetson():
+    return digits_for("jetson")  # checks exit 0: deferred/on-device artifacts are not a failure
 
 
 @pytest.mark.slow
-def test_cpu_tvm_module_verified_on_the_tvm_runtime(build_dir):
-    out = build_dir / "digits-cpu-tvm"
-    p = run("compile", "--target", "cpu-tvm", "--out", out, "--bench", "--min-runs", "5", "--min-time", "0.05", check=True)
+def test_cpu_tvm_module_verified_on_the_tvm_runtime():
+    out, p = digits_for("cpu-tvm")  # compiled with --bench (conftest.DIGITS_EXTRA)
     tvm = _arts(out)["tvm-fp32"]
     assert tvm["role"] == "primary" and tvm["verification"]["status"] == "passed"
     m = tvm["verification"]["metrics"]["logits"]
@@ -205,6 +201,7 @@ def _has_gpu_and_tensorrt() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(_has_gpu_and_tensorrt() is not None, reason=str(_has_gpu_and_tensorrt()))
+@pytest.mark.tensorrt
 def test_tensorrt_engine_built_and_verified_on_this_gpu(digits_jetson, tmp_path):
     """Where TensorRT and a GPU exist: `build` makes the engine from the prepared ONNX, runs it with
     the TensorRT runner over the self-test vectors, and makes it the primary."""
