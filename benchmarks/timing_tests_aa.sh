@@ -8,10 +8,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20}
 py=.venv/bin/python
+# One OpenMP thread per process, as `./ek test` gives each xdist worker (conftest.py): two processes
+# with two spinning OpenMP pools each on 2 cores made a MiniLM compile take over 15 minutes.
+export OMP_NUM_THREADS=1
 # One set of bundles for every run (conftest.py reuses a preset EDGEKIT_TEST_BUNDLES); built in run 1.
 export EDGEKIT_TEST_BUNDLES; EDGEKIT_TEST_BUNDLES=$(mktemp -d -t edgekit-aa-bundles-XXXX)
 log=$(mktemp -d -t edgekit-aa-logs-XXXX)
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores; logs in $log"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(getconf _NPROCESSORS_ONLN) cores; logs in $log"
 # The load: back-to-back android compiles (LiteRT, ExecuTorch, PT2E INT8), in their own session so
 # the whole tree can be stopped at the end.
 setsid bash -c "while true; do $py -m edgekit compile --target android --out $log/load >/dev/null 2>&1; done" &
