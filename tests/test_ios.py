@@ -68,7 +68,8 @@ def test_core_ml_packages_checked_here_executorch_fallback_verified(digits_ios):
     assert "macOS" in v["reason"] and "edgekit build" in v["reason"]
     conv = cm["converter"]
     assert conv["runs_on"] == {"os": "Darwin", "runtime": "coremltools"}
-    assert conv["name"] == "coremltools" and conv["version"] and conv["minimum_deployment_target"] == "iOS16"
+    assert (conv["name"], conv["tool"]) == ("coreml", "coremltools")  # its CONVERTERS row, and the tool that built it
+    assert conv["version"] and conv["minimum_deployment_target"] == "iOS16"
     assert conv["compute_units"] == "ALL" and conv["compute_precision"] == "float16" and conv["weights"] == "float16"
     checks = conv["artifact_checks"]
     assert checks["failures"] == []
