@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # The real components a test exercises, as markers (pyproject.toml registers them; --strict-markers).
-# README "Tests: how they run and what they exercise" lists them; test_components.py fails if one
-# stops being exercised.
+# docs/testing.md lists which tests exercise each; test_components.py fails if one stops being
+# exercised.
 COMPONENTS = ("onnxruntime", "litert", "executorch", "torchscript_lite", "tvm", "tfjs_node", "chromium", "sshd",
               "ray")
 # Tests that must not share the machine with each other: they time things, or start services whose

@@ -1,6 +1,6 @@
 """Every real component that runs on this machine stays exercised by at least one test that runs.
 
-The component markers (pyproject.toml; README "What the tests exercise") say which runtimes and
+The component markers (pyproject.toml; the table in docs/testing.md) say which runtimes and
 services a test drives for real. A marker whose every test is skipped, or that no test carries any
 more, means a runtime silently dropped out of CI: this test fails instead.
 """
