@@ -79,12 +79,69 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def check_out_dir(out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle") -> None:
-    """--out may name a new folder, an empty one, or an existing bundle (replaced) — never anything else."""
+def check_out_dir(out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle", schema: str = SCHEMA) -> None:
+    """--out may name a new folder, an empty one, or an existing edgekit bundle (replaced) — never
+    anything else. A bundle is a folder whose `marker` file is a JSON object with edgekit's schema:
+    a web app's own manifest.json or model.json does not make its folder replaceable."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
+    if out.is_symlink():
+        raise UsageError(f"--out {out} is a symbolic link; refusing to replace what it points at",
+                         hint="name the real folder, or a new one")
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not is_edgekit_manifest(out / marker, schema)):
         raise UsageError(f"--out {out} exists and is not {what}; refusing to replace it",
                          hint="choose a new folder, e.g. --out build/my-model-cpu")
+
+
+class OutLock:
+    """An exclusive lock on OUT (an `OUT.edgekit.lock` file beside it, flock'ed), held from the first check of
+    --out to the publish: a second compile or package to the same OUT fails at once, clearly,
+    instead of sharing files with the first. The kernel drops the lock when the holder dies."""
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(out.name + ".edgekit.lock")
+        self.fd = None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._acquire(out)
+        except OSError as e:  # a read-only or missing parent: say so before any work
+            raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})",
+                             hint="choose a folder you can write to") from None
+
+    def _acquire(self, out: Path) -> None:
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise UsageError(f"--out {out} is being written by another edgekit run (pid {holder or '?'}); "
+                                 "refusing to share it", hint="wait for that run, or choose another --out") from None
+            # The file may have been unlinked by the previous holder between our open and flock: a
+            # lock on an unlinked file guards nothing, so retry on the file now at the path.
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # unlink first, while still holding the lock
+        finally:
+            os.close(self.fd)
+            self.fd = None
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -99,17 +156,30 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class BundleWriter:
-    """Stage a bundle in OUT.partial and publish it onto OUT in one rename. `marker` is the file
-    written last (manifest.json for bundles, model.json for app packages)."""
+    """Stage a bundle in a staging folder of its own (`OUT.<pid>-<random>.partial`) and publish it
+    onto OUT in one rename, holding OUT's lock throughout. `marker` is the file written last
+    (manifest.json for bundles, model.json for app packages); `schema` is what it must say for an
+    existing OUT to be replaceable. Removes only what this run created: its own staging folder and
+    the previous bundle it moved aside."""
 
-    def __init__(self, out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle"):
-        check_out_dir(out, marker, what)
-        self.marker = marker
-        self.out = Path(out).resolve()
-        self.stage = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
-        if self.stage.exists():  # left by an interrupted run; it never claimed to be complete
-            shutil.rmtree(self.stage)
-        self.stage.mkdir(parents=True)
+    def __init__(self, out: Path, marker: str = MANIFEST, what: str = "an edgekit bundle", schema: str = SCHEMA):
+        import secrets
+
+        self.marker, self.what, self.schema = marker, what, schema
+        self.out = Path(out).absolute()
+        self.lock = OutLock(self.out)
+        try:
+            check_out_dir(self.out, marker, what, schema)  # again, now that OUT is ours
+            self.stage = self.out.with_name(f"{self.out.name}.{os.getpid()}-{secrets.token_hex(3)}{PARTIAL_SUFFIX}")
+            self.stage.mkdir(parents=True)
+        except BaseException:
+            self.lock.release()
+            raise
+        # What interrupted runs left beside OUT (staging folders, a bundle moved aside): named to the
+        # user, never removed: this run removes only what it made.
+        esc = glob_escape(self.out.name)
+        self.leftovers = sorted(p for p in [*self.out.parent.glob(f"{esc}.*{PARTIAL_SUFFIX}"),
+                                            *self.out.parent.glob(f"{esc}.old-*")] if p != self.stage)
 
     def path(self, rel: str) -> Path:
         p = self.stage / rel
@@ -120,26 +190,48 @@ class BundleWriter:
         if isinstance(manifest, Manifest):
             manifest.complete = True
             manifest = manifest.to_json()
-        _fsync_tree(self.stage)
-        _crash_point("before-manifest")
-        write_atomically(self.stage / self.marker, manifest)
-        _crash_point("before-rename")
-        old = None
-        if self.out.exists():
-            # Two renames: if we die between them, OUT is absent and the old bundle sits in
-            # OUT.old-*, still complete; nothing half-written is ever at OUT.
-            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}-{int(time.time())}")
-            os.rename(self.out, old)
-            _crash_point("between-renames")
-        os.rename(self.stage, self.out)
-        _fsync_dir(self.out.parent)
-        for stale in self.out.parent.glob(f"{self.out.name}.old-*"):  # this one, and any a crash left
-            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            _fsync_tree(self.stage)
+            _crash_point("before-manifest")
+            write_atomically(self.stage / self.marker, manifest)
+            _crash_point("before-rename")
+            # The folder at OUT now may differ from the one checked at the start (created meanwhile):
+            # check again, under the lock, right before replacing it.
+            try:
+                check_out_dir(self.out, self.marker, self.what, self.schema)
+            except UsageError as e:
+                raise UsageError(f"{e.message} (it appeared while this run was working)",
+                                 hint=f"the finished result is in {self.stage}; move it where you want it") from None
+            old = None
+            if self.out.exists():
+                # Two renames: if we die between them, OUT is absent and the old bundle sits in
+                # OUT.old-*, still complete; nothing half-written is ever at OUT.
+                old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}-{int(time.time())}")
+                os.rename(self.out, old)
+                _crash_point("between-renames")
+            os.rename(self.stage, self.out)
+            _fsync_dir(self.out.parent)
+            if old is not None:  # ours: the bundle this run replaced; nothing else is touched
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            self.lock.release()
         return self.out
 
     def abandon(self) -> Path:
         """Leave the staging folder (with its logs) for the user to inspect; it never loads."""
+        self.lock.release()
         return self.stage
+
+    def discard(self) -> None:
+        """Remove this run's staging folder (a usage error: nothing in it worth keeping) and unlock."""
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.lock.release()
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, check_hash: bool = True) -> Path:
@@ -158,6 +250,48 @@ def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, 
     return p
 
 
+MAX_MANIFEST_BYTES = 32 << 20  # a real manifest is tens of KB; a bigger one is refused unread
+
+
+def read_manifest(mpath: Path) -> Manifest:
+    """Parse and check a manifest file: size-bounded, schema first, every name checked (ManifestError),
+    nesting bounded (RecursionError) — a malformed one is a one-line BundleError, never a traceback."""
+    import json
+
+    mpath = Path(mpath)
+    try:
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{mpath} is {mpath.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES >> 20} MiB "
+                              "a manifest may have; refused unread")
+        raw = json.loads(mpath.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise BundleError(f"{mpath} is not valid JSON: {type(e).__name__}: {str(e)[:160]}") from None
+    except OSError as e:
+        raise BundleError(f"cannot read {mpath}: {e.strerror or e}") from None
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise BundleError(f"{mpath} is not an edgekit bundle manifest (schema {found!r}; this edgekit reads "
+                          f"{SCHEMA!r})")
+    try:
+        return Manifest.from_dict(raw)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise BundleError(f"{mpath} is not a valid edgekit manifest: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def is_edgekit_manifest(path: Path, schema: str = SCHEMA) -> bool:
+    """True when `path` is a JSON object whose schema is edgekit's: the only marker that lets --out
+    replace an existing folder."""
+    import json
+
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
+            return False
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(raw, dict) and raw.get("schema") == schema
+
+
 def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True) -> Manifest:
     """Return the manifest of a complete, intact bundle, or raise BundleError saying what is wrong.
 
@@ -169,22 +303,14 @@ def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True)
                           hint="run the compile again; its logs/ folder says where it stopped")
     mpath = d / MANIFEST
     if not d.is_dir():
-        olds = sorted(d.parent.glob(f"{d.name}.old-*"))
+        olds = sorted(d.parent.glob(f"{glob_escape(d.name)}.old-*"))
         if olds:
             raise BundleError(f"no bundle at {d}: a compile was interrupted while replacing it; the previous "
                               f"complete bundle is at {olds[-1]}", hint=f"mv {olds[-1]} {d}")
         raise BundleError(f"no bundle at {d}: folder not found")
     if not mpath.is_file():
         raise BundleError(f"{d} is not a bundle: {MANIFEST} is missing")
-    try:
-        import json
-
-        raw = json.loads(mpath.read_text())
-        manifest = Manifest.from_dict(raw)
-    except (ValueError, TypeError, KeyError) as e:
-        raise BundleError(f"{mpath} is not a valid edgekit manifest: {e}") from None
-    if manifest.schema != SCHEMA:
-        raise BundleError(f"{mpath} has schema {manifest.schema!r}; this edgekit reads {SCHEMA!r}")
+    manifest = read_manifest(mpath)
     if not manifest.complete:
         raise BundleError(f"{d} is incomplete (its manifest was never marked complete)")
     files = [(a.id, a.path, a.sha256, a.size_bytes) for a in manifest.artifacts]

@@ -1,5 +1,5 @@
 """`python -m edgekit COMMAND`: compile, check, bench, verify, report, history, sweep, explain, distill,
-build, gate, package, targets, doctor.
+build, gate, package, keygen, sign, targets, doctor.
 
 Over 500 lines on purpose: every command's arguments and dispatch in one file is the readable list
 of what edgekit does; the work of each command lives in its own module, imported inside it.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,9 +47,40 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
 
 
 def _write_json(path: str, payload) -> None:
+    from .bundle import write_atomically
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(payload, indent=2))
+    write_atomically(p, json.dumps(payload, indent=2))
+
+
+# Options naming a file a command writes its results to. Checked before any work, so a read-only or
+# mistyped path costs a usage error, not the results of a long bench.
+RESULT_FILES = ("json", "markdown", "html")
+
+
+def _check_result_paths(args) -> None:
+    for opt in RESULT_FILES:
+        value = getattr(args, opt, None)
+        if not isinstance(value, str) or not value:
+            continue
+        p = Path(value)
+        parent = next((d for d in [p.parent, *p.parent.parents] if d.exists()), Path("."))
+        if p.is_dir():
+            raise UsageError(f"--{opt} {value} is a folder; give a file name")
+        if (p.exists() and not os.access(p, os.W_OK)) or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise UsageError(f"--{opt} {value}: cannot write there (permission denied or not a folder); "
+                             "checked before any work, so nothing is lost", hint="choose a path you can write to")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _log_dir(bundle: Path) -> Path:
@@ -290,6 +322,7 @@ def cmd_verify(args) -> int:
     from .selftest import check_artifact
 
     bundle = Path(args.bundle)
+    _check_bundle_signature(bundle, args)
     manifest = open_bundle(bundle)
     if args.device == "chromium":
         return _verify_in_chromium(bundle, manifest, args)
@@ -311,6 +344,40 @@ def cmd_verify(args) -> int:
     return _verify_done(args, manifest, rows, bad, f"{bundle}: sha256 of every file OK; "
                         f"{(manifest.selftest or {}).get('samples', 0)} self-test vectors per artifact", "host",
                         extra_rows=waiting)
+
+
+def _check_bundle_signature(bundle: Path, args) -> None:
+    """verify --require-signature / --trusted-key: the signature first, before anything runs."""
+    from .signing import SIGNATURE, check_signed_bundle
+
+    if args.require_signature and not args.trusted_key:
+        raise UsageError("--require-signature needs the keys you trust: a signature by any other key proves nothing",
+                         hint="--trusted-key SIGNER.pub (repeat for several)")
+    if args.trusted_key and (args.require_signature or (bundle / SIGNATURE).is_file()):
+        ok = check_signed_bundle(bundle, args.trusted_key)
+        print(f"[edgekit] signature OK: signed by trusted key {ok['key_id']} ({ok['signed']})", file=sys.stderr)
+    elif (bundle / SIGNATURE).is_file():
+        print(f"[edgekit] note: {bundle} is signed, but no --trusted-key was given, so the signature is not "
+              "checked", file=sys.stderr)
+
+
+def cmd_keygen(args) -> int:
+    from .signing import generate_key, load_public_keys
+
+    priv, pub = generate_key(args.out)
+    (kid,) = load_public_keys([pub])
+    print(f"private key: {priv} (keep it secret; mode 0600)\npublic key:  {pub} (give it to whoever checks; "
+          f"key id {kid})")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from .signing import SIGNATURE, sign_bundle
+
+    rec = sign_bundle(args.bundle, args.key)
+    print(f"{Path(args.bundle) / SIGNATURE}: ed25519 signature by key {rec['key_id']} over manifest.json "
+          f"(sha256 {rec['manifest_sha256'][:16]}...), which lists every file's sha256")
+    return 0
 
 
 def _record(args, kind: str, results: list[dict], manifest) -> None:
@@ -474,7 +541,8 @@ def cmd_gate(args) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "report": cmd_report, "history": cmd_history, "sweep": cmd_sweep, "explain": cmd_explain, "build": cmd_build, "distill": cmd_distill, "bench": cmd_bench, "verify": cmd_verify, "gate": cmd_gate,
-            "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor}
+            "package": cmd_package, "targets": cmd_targets, "doctor": cmd_doctor, "keygen": cmd_keygen,
+            "sign": cmd_sign}
 
 
 def _add_device_opts(p):
@@ -493,10 +561,11 @@ def _add_history_opts(p):
 
 
 def _add_bench_opts(p):
-    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1: reproducible numbers)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="runtime threads, 1 or more (default 1: reproducible numbers)")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds (default 0.5)")
-    p.add_argument("--min-runs", type=int, default=50, help="at least this many timed runs (default 50)")
+    p.add_argument("--min-runs", type=_positive_int, default=50, help="at least this many timed runs (default 50)")
     p.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds (default 1)")
 
 
@@ -587,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", help="write the full result as JSON")
     v = sub.add_parser("verify", help="check a bundle's files and re-run its self-test vectors here")
     v.add_argument("bundle")
+    v.add_argument("--require-signature", action="store_true", help="fail (exit 13) unless the bundle is signed "
+                   "by one of the --trusted-key keys and unchanged since")
+    v.add_argument("--trusted-key", action="append", metavar="KEY.pub", help="a signer's public key you trust "
+                   "(repeat); with a signed bundle, its signature is checked even without --require-signature")
     _add_device_opts(v)
     _add_history_opts(v)
     h = sub.add_parser("history", help="bench results over time per model/target/artifact/device, with a "
@@ -630,12 +703,17 @@ def build_parser() -> argparse.ArgumentParser:
     bd = sub.add_parser("build", help="on the device: build deferred steps (TensorRT engine) and verify the bundle's "
                         "on-device artifacts here, then re-rank the bundle's roles")
     bd.add_argument("bundle")
-    bd.add_argument("--workspace-mb", type=int, help="TensorRT builder workspace limit (default 1024)")
+    bd.add_argument("--workspace-mb", type=_positive_int, help="TensorRT builder workspace limit (default 1024)")
     k = sub.add_parser("package", help="what an app embeds: model file(s), model.json, self-test vectors")
     k.add_argument("bundle")
     k.add_argument("--for", dest="platform", required=True, choices=["android", "ios", "linux", "web"])
     k.add_argument("--out", required=True, help="package folder (written atomically)")
     k.add_argument("--artifact", action="append", help="artifact id to include (repeat; default: primary + one fallback)")
+    kg = sub.add_parser("keygen", help="make an ed25519 key pair for signing bundles: KEY and KEY.pub")
+    kg.add_argument("--out", required=True, metavar="KEY", help="private key file to create (never overwritten)")
+    sg = sub.add_parser("sign", help="sign a bundle (ed25519 over its manifest, which lists every file's sha256)")
+    sg.add_argument("bundle")
+    sg.add_argument("--key", required=True, help="private key (PEM) from `edgekit keygen`")
     sub.add_parser("targets", help="list target profiles and whether their toolchains are installed")
     sub.add_parser("doctor", help="toolchains: installed version or the install command")
     return ap
@@ -644,12 +722,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        _check_result_paths(args)
         return COMMANDS[args.command](args)
     except EdgekitError as e:
         print(f"edgekit: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the disk said no (full, read-only, permissions): the user's to fix, in one line
+        where = f" {e.filename}" if e.filename else ""
+        print(f"edgekit: error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except RecursionError:  # a file nested deeper than any real one (a crafted manifest or graph)
+        print("edgekit: error: an input file is nested too deeply to read; refused", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)
         return 130

@@ -68,6 +68,8 @@ TOOLCHAINS: dict[str, Toolchain] = {
                   "headless browser: runs TF.js models in a real page", binary="chromium"),
         Toolchain("ray", "ray", "ray", "pip install 'edgekit[sweep]'",
                   "`edgekit sweep --ray ADDRESS`: runs sweep cells on a Ray cluster"),
+        Toolchain("cryptography", "cryptography", "cryptography", "pip install 'edgekit[sign]'",
+                  "ed25519 bundle signatures: `edgekit sign`, `verify --require-signature`, load(trusted_keys=)"),
         Toolchain("builtin-models", "sklearn", "scikit-learn", "pip install 'edgekit[builtin]'",
                   "built-in models and their data (digits, photos, MiniLM)"),
     ]

@@ -76,6 +76,12 @@ class ArtifactFailed(EdgekitError):
     exit_code = 11
 
 
+class SignatureError(BundleError):
+    """A signature was required and the bundle is unsigned, signed by an untrusted key, or altered."""
+
+    exit_code = 13
+
+
 # compile succeeded only in part: the profile's preferred artifact failed, a verified fallback is
 # the primary now; the manifest's failed_candidates says why.
 EXIT_DEGRADED = 12

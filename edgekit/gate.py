@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import EdgekitError, UsageError
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,16 @@ def open_subject(path: str, threads: int, feed: dict | None = None) -> Subject:
         return Subject(f"{p.name}:{a.id}", p, runner, a.size_bytes, feed or inputs[0],
                        a.verification.accuracy, a.verification.status)
     if p.suffix == ".onnx" and p.is_file():
-        runner = runner_class("onnxruntime")(p, threads=threads)
+        from .sources.safety import check_onnx_file
+
+        check_onnx_file(p)  # external data inside its folder, bounded inputs: before ONNX Runtime reads it
+        try:
+            runner = runner_class("onnxruntime")(p, threads=threads)
+        except EdgekitError:
+            raise
+        except Exception as e:  # ONNX Runtime refuses the file: a user error about that file, in one line
+            raise UsageError(f"{path}: ONNX Runtime cannot load it: {type(e).__name__}: "
+                             f"{(str(e).strip().splitlines() or [''])[0][:240]}") from None
         if feed is None:
             rng = np.random.default_rng(0)
             feed = {s.name: (rng.standard_normal([max(d, 1) for d in s.shape]).astype(s.dtype) if "float" in s.dtype

@@ -35,15 +35,21 @@ def run_step(step: str, func: str, args: dict, log_dir: Path, timeout: float | N
     args_path, result_path = log_dir / f"{step}.args.json", log_dir / f"{step}.result.json"
     args_path.write_text(json.dumps(args))
     result_path.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", EDGEKIT_PARENT_PID=str(os.getpid()))
     cmd = [sys.executable, "-m", "edgekit.isolate", func, str(args_path), str(result_path)]
     with open(log, "w") as f:
+        # The step gets a process group of its own (so it and everything it starts can be stopped
+        # together) and dies with this process (PR_SET_PDEATHSIG): a killed compile leaves no
+        # step behind still writing into its staging folder.
+        proc = subprocess.Popen(cmd, stdout=f, stderr=None if stderr_to_terminal else subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         try:
-            proc = subprocess.run(cmd, stdout=f, stderr=None if stderr_to_terminal else subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL,
-                                  env=env, timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ConversionError(f"step '{step}' ran past its {timeout:.0f} s limit and was stopped; log: {log}") from None
+        finally:  # normal exit, timeout, Ctrl-C or any error here: nothing of the step outlives it
+            _kill_group(proc)
     result = json.loads(result_path.read_text()) if result_path.exists() else None
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
@@ -60,6 +66,34 @@ def run_step(step: str, func: str, args: dict, log_dir: Path, timeout: float | N
     if proc.returncode != 0 or result is None:
         raise ConversionError(f"step '{step}' exited with status {proc.returncode} and no result; log: {log}")
     return result["ok"]
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: SIGTERM when the parent dies (Linux), and if the parent is
+    already gone (it died before this ran), exit now."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the process group kill in run_step still applies
+        return
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _stop_on_parent_death(signum, frame) -> None:
+    """The parent died (PDEATHSIG) or asked us to stop: take the whole step down, grandchildren (a
+    toolchain's own subprocesses) included, so nothing keeps writing into the staging folder."""
+    os.killpg(0, signal.SIGKILL)
 
 
 def _child(func: str, args_path: str, result_path: str) -> int:
@@ -85,4 +119,8 @@ def _child(func: str, args_path: str, result_path: str) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_on_parent_death)
+    parent = os.environ.get("EDGEKIT_PARENT_PID")
+    if parent and os.getppid() != int(parent):  # the parent died between fork and here
+        sys.exit(1)
     sys.exit(_child(*sys.argv[1:4]))

@@ -7,12 +7,115 @@ Artifacts are listed in priority order: the primary first, then fallbacks.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA = "edgekit.bundle/1"
 MANIFEST = "manifest.json"
+
+# Every name a manifest supplies is checked against these when it is read, because readers build
+# file names, log names and app-package paths from them (`../..` in an id once wrote a file outside
+# a package). Strict on purpose: edgekit writes only names that match.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+# A relative POSIX path of such segments: no absolute path, no `.`/`..` segment, no backslash or NUL.
+PATH_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+# Tensor names come from the user's model (ONNX allows almost anything): printable ASCII without
+# quotes or backslashes, bounded ("/conv/Conv_output_0", "onnx::Gemm_0", "x:0" all pass). They are
+# never used as file names as they are.
+TENSOR_NAME = re.compile(r"[\x21\x23-\x26\x28-\x5b\x5d-\x7e]{1,256}")
+DTYPE_NAME = re.compile(r"[a-z][a-z0-9]{1,15}")
+MAX_DIM = 1 << 31
+
+
+def tensor_name_ok(name) -> bool:
+    """TENSOR_NAME, and no `..` path segment: a name is never a way out of a folder, even by mistake."""
+    return isinstance(name, str) and bool(TENSOR_NAME.fullmatch(name)) and ".." not in name.split("/")
+
+
+class ManifestError(ValueError):
+    """A manifest field that is not what edgekit writes; open_bundle turns it into a BundleError."""
+
+
+def check_id(value, what: str) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ManifestError(f"{what} {value!r} is not a valid name (letters, digits, _ . + -; at most 128)")
+    return value
+
+
+def check_relpath(value, what: str) -> str:
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or len(parts) > 8 or not all(PATH_SEGMENT.fullmatch(s) for s in parts):
+        raise ManifestError(f"{what} {value!r} is not a plain relative path inside the bundle")
+    return value
+
+
+def _check_tensor(d) -> dict:
+    if not isinstance(d, dict) or not tensor_name_ok(d.get("name")):
+        raise ManifestError(f"tensor name {d.get('name') if isinstance(d, dict) else d!r} is not 1-256 printable "
+                            "ASCII characters without spaces, quotes, backslashes or `..` segments")
+    shape = d.get("shape")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_DIM for x in shape):
+        raise ManifestError(f"tensor {d['name']!r}: shape {shape!r} is not a list of non-negative integers")
+    if not isinstance(d.get("dtype"), str) or not DTYPE_NAME.fullmatch(d["dtype"]):
+        raise ManifestError(f"tensor {d['name']!r}: dtype {d.get('dtype')!r} is not a numpy dtype name")
+    return d
+
+
+def _check_file_entry(entry, what: str) -> None:
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{what} entry is not an object")
+    check_relpath(entry.get("path"), f"{what} path")
+    if not isinstance(entry.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
+        raise ManifestError(f"{what} sha256 {entry.get('sha256')!r} is not 64 hex digits")
+    if not isinstance(entry.get("size_bytes"), int) or entry["size_bytes"] < 0:
+        raise ManifestError(f"{what} size_bytes {entry.get('size_bytes')!r} is not a non-negative integer")
+
+
+def check_artifact_dict(d) -> None:
+    """Raise ManifestError unless every name, path and tensor spec of one artifact entry is well formed."""
+    if not isinstance(d, dict):
+        raise ManifestError("an artifact entry is not an object")
+    ident = check_id(d.get("id"), "artifact id")
+    for k in ("runtime", "format", "precision", "role"):
+        check_id(d.get(k), f"artifact {ident}: {k}")
+    _check_file_entry(d, f"artifact {ident}")
+    for k in ("inputs", "outputs"):
+        if not isinstance(d.get(k), list) or len(d[k]) > 1024:
+            raise ManifestError(f"artifact {ident}: {k} is not a list")
+        for t in d[k]:
+            _check_tensor(t)
+    if d.get("selftest") is not None:
+        _check_file_entry(d["selftest"], f"artifact {ident} self-test")
+    deferred = (d.get("converter") or {}).get("deferred") if isinstance(d.get("converter"), dict) else None
+    if isinstance(deferred, dict) and "engine" in deferred:  # edgekit build writes artifacts/<engine>
+        check_relpath(deferred["engine"], f"artifact {ident}: deferred engine")
+    if d.get("input_layout") is not None and (not isinstance(d["input_layout"], dict) or not all(
+            isinstance(v, str) and v in ("NHWC", "NCHW") for v in d["input_layout"].values())):
+        raise ManifestError(f"artifact {ident}: input_layout {d['input_layout']!r} is not NHWC/NCHW per input")
+
+
+def check_manifest_dict(d) -> None:
+    """The manifest's structure and every name in it, before any field is used."""
+    if not isinstance(d, dict):
+        raise ManifestError("the manifest is not a JSON object")
+    if not isinstance(d.get("artifacts"), list) or len(d["artifacts"]) > 1024:
+        raise ManifestError("artifacts is not a list")
+    ids = [a.get("id") if isinstance(a, dict) else None for a in d["artifacts"]]
+    for a in d["artifacts"]:
+        check_artifact_dict(a)
+    if len(set(ids)) != len(ids):
+        raise ManifestError("two artifacts share one id")
+    if d.get("selftest") is not None:
+        _check_file_entry(d["selftest"], "selftest")
+    model = d.get("model")
+    if not isinstance(model, dict):
+        raise ManifestError("model is not an object")
+    for k in ("inputs", "outputs"):
+        for t in model.get(k) or []:
+            _check_tensor(t)
 
 
 @dataclass(frozen=True)
@@ -125,6 +228,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
+        check_manifest_dict(d)
         d = dict(d)
         d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
         return cls(**d)

@@ -10,6 +10,7 @@ Written like a bundle: staged, `model.json` last, one rename.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,11 +77,43 @@ def package_bundle(bundle: str, platform: str, out: str, ids: list[str] | None =
     foreign = [a.id for a in chosen if a.model]
     if foreign:  # a fallback *model* has other reference vectors; one package = one model's vectors
         raise UsageError(f"{foreign} belong to a different model (--fallback-model); package them on their own")
-    writer = BundleWriter(Path(out), marker="model.json", what="an edgekit app package")
+    writer = BundleWriter(Path(out), marker="model.json", what="an edgekit app package", schema=SCHEMA)
+    try:
+        return _write_package(writer, bundle, platform, manifest, chosen)
+    except BaseException:
+        writer.discard()  # a package has no logs worth keeping: a failed one leaves nothing behind
+        raise
+
+
+def _carry_signature(writer: BundleWriter, bundle: Path, manifest) -> dict | None:
+    """A signed bundle's manifest and signature travel with the package (bundle/), so an app can check
+    them with the signer's public key (check_model.py --trusted-key): the signed manifest lists each
+    model file's sha256. The self-test .bin files are re-encodings and not covered by it."""
+    from .manifest import MANIFEST
+    from .signing import SIGNATURE, read_signature
+
+    if not (bundle / SIGNATURE).is_file():
+        return None
+    sig = read_signature(bundle / SIGNATURE)  # well formed, or a clear error; trust is the app's to decide
+    shutil.copyfile(bundle / MANIFEST, writer.path(f"bundle/{MANIFEST}"))
+    shutil.copyfile(bundle / SIGNATURE, writer.path(f"bundle/{SIGNATURE}"))
+    return {"manifest": f"bundle/{MANIFEST}", "signature": f"bundle/{SIGNATURE}", "key_id": sig["key_id"],
+            "algorithm": "ed25519", "covers": "bundle/manifest.json, which lists every model file's sha256"}
+
+
+def _file_part(name: str) -> str:
+    """A tensor name as part of a file name: tensor names come from the user's model and are never
+    trusted as paths (`../..` once wrote outside the package); the index keeps two names apart."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")[:48] or "t"
+
+
+def _write_package(writer: BundleWriter, bundle: str, platform: str, manifest, chosen) -> Path:
     m = manifest.model
     inputs, refs = selftest_feeds(bundle, manifest)
-    vectors = [{"inputs": {n: _write_tensor(writer, f"selftest/{i}-in-{n}.bin", x[n]) for n in x},
-                "expected": {n: _write_tensor(writer, f"selftest/{i}-out-{n}.bin", r[n]) for n in r}}
+    vectors = [{"inputs": {n: _write_tensor(writer, f"selftest/{i}-in{k}-{_file_part(n)}.bin", x[n])
+                           for k, n in enumerate(x)},
+                "expected": {n: _write_tensor(writer, f"selftest/{i}-out{k}-{_file_part(n)}.bin", r[n])
+                             for k, n in enumerate(r)}}
                for i, (x, r) in enumerate(zip(inputs, refs))]
     models = []
     for role, a in zip(["primary"] + ["fallback"] * (len(chosen) - 1), chosen):
@@ -113,6 +146,7 @@ def package_bundle(bundle: str, platform: str, out: str, ids: list[str] | None =
                      "note": "vectors are in the model's own layout and float values; see models[].input_layout "
                              "and models[].io for what each file takes", "vectors": vectors},
     }
+    pkg["signature"] = _carry_signature(writer, Path(bundle), manifest)
     loader = LOADERS.get(platform, "check_model.py")
     shutil.copyfile(Path(__file__).parent / "app" / loader, writer.path(loader))
     return writer.publish(json.dumps(pkg, indent=2))

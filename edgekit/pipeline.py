@@ -174,7 +174,7 @@ def _distill_stage(spec: str, opts: dict, writer: BundleWriter, logs: Path) -> t
     try:
         report = run_step("distill", "edgekit.distill:distill", args, logs, stderr_to_terminal=True)
     except UsageError:  # e.g. teacher and student inputs differ: nothing worth keeping
-        shutil.rmtree(writer.stage, ignore_errors=True)
+        writer.discard()
         raise
     say(f"  distill: done in {time.perf_counter() - t0:.1f} s")
     return str(out / "student.pt"), record(report, out)
@@ -258,6 +258,19 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         raise ToolchainMissing(f"target {target!r} cannot be built here: {first['error']}", hint=first["hint"])
 
     writer = BundleWriter(out_dir)
+    for left in writer.leftovers:
+        say(f"  note: {left} is left from an earlier compile that did not finish"
+            + (" (its logs/ say where it stopped)" if left.name.endswith(".partial") else " (the bundle it was replacing)")
+            + "; edgekit removes only what the current run made: delete it when you are done with it")
+    try:
+        return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
+                             calibration, layout, op_check, method, distill)
+    finally:
+        writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
+
+
+def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
+                  calibration, layout, op_check, method, distill) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
@@ -271,7 +284,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
                      "calibration": calibration, "converters": [c.converter for c in candidates]}, logs)
     if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
-        shutil.rmtree(writer.stage, ignore_errors=True)  # a usage error: nothing worth keeping
+        writer.discard()  # a usage error: nothing worth keeping
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
                          + ", ".join(f"{t['name']}{t['shape']}" for t in info["inputs"]),
                          hint="leave --layout out (nchw) for this model")

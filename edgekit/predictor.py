@@ -44,6 +44,10 @@ def check_inputs(specs: list[TensorSpec], inputs) -> dict[str, np.ndarray]:
                              f"(convert with .astype(np.{s.dtype}))")
         if tuple(x.shape) != tuple(s.shape):
             raise InputError(f"input {s.name!r} has shape {list(x.shape)}, expected {list(s.shape)}")
+        if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
+            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+            raise InputError(f"input {s.name!r} holds {bad} NaN or infinite value(s); no model output is meaningful "
+                             "for them, so the request is refused before any artifact runs (and none is blamed)")
         out[s.name] = np.ascontiguousarray(x)
     return out
 
@@ -74,13 +78,22 @@ class Predictor:
 
 def load(bundle_dir, artifact: str | None = None, threads: int | None = None, check_hashes: bool = True,
          strict: bool = False, latency_budget_ms: float | None = None, cooldown_calls: int = 200,
-         selftest: bool = True):
+         selftest: bool = True, trusted_keys=None):
     """Open a bundle and return a predictor.
 
     Default: a FallbackPredictor over every verified artifact in manifest order (each checked
     against its sha256 and self-test before it serves; see edgekit.fallback). With `artifact=ID`:
     a plain Predictor on exactly that artifact (the whole bundle's hashes checked first).
+
+    trusted_keys: ed25519 public keys (PEM paths or key objects). Then the bundle must carry a valid
+    signature by one of them (edgekit sign), or SignatureError: unsigned, re-signed with another key,
+    or any byte of the manifest changed; every file is then checked against the signed manifest.
     """
+    if trusted_keys is not None:
+        from .signing import check_signed_bundle
+
+        check_signed_bundle(bundle_dir, trusted_keys)
+        check_hashes = True  # the signature vouches for the manifest; the hashes carry it to every file
     if artifact is not None:
         manifest = open_bundle(bundle_dir, check_hashes=check_hashes)
         chosen = [a for a in manifest.artifacts if a.id == artifact]
@@ -94,6 +107,10 @@ def load(bundle_dir, artifact: str | None = None, threads: int | None = None, ch
     # Per-artifact hashes are checked when each artifact is activated, so one corrupt file costs
     # that artifact, not the bundle; the manifest and the self-test file are checked here.
     manifest = open_bundle(bundle_dir, check_files=False)
+    if selftest and not manifest.selftest:  # every compiled bundle has one; a manifest without it was edited
+        raise BundleError(f"{bundle_dir}: the manifest has no self-test entry, so no artifact can prove itself "
+                          "before serving; refused (the README's promise: nothing serves unchecked)",
+                          hint="recompile the bundle; or load(..., selftest=False) to serve it unchecked, at your risk")
     if manifest.selftest and check_hashes:
         from .bundle import check_listed_file
 

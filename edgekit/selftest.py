@@ -19,6 +19,13 @@ def selftest_feeds(bundle_dir, manifest: Manifest, artifact: Artifact | None = N
     if not entry:
         return [], []
     inputs, refs, _ = load_samples(Path(bundle_dir) / entry["path"])
+    from .errors import BundleError
+    from .manifest import tensor_name_ok
+
+    bad = [n for sample in (inputs[:1] + refs[:1]) for n in sample if not tensor_name_ok(n)]
+    if bad:  # the names become file names in app packages: held to the manifest's own rule
+        raise BundleError(f"{entry['path']}: self-test tensor name(s) {[b[:60] for b in bad][:3]} are not valid "
+                          "tensor names; refused")
     return inputs, refs
 
 
@@ -39,7 +46,11 @@ def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> 
     inputs, refs = selftest_feeds(bundle_dir, manifest, artifact)
     if not inputs:
         return {}, ["the bundle has no self-test vectors"]
-    got = [runner.run(x) for x in inputs]
+    try:
+        got = [runner.run(x) for x in inputs]
+    except Exception as e:  # the artifact throws on its own self-test: a failed check, not a crash
+        return {}, [f"raised on the self-test vectors: {type(e).__name__}: "
+                    f"{(str(e).strip().splitlines() or [''])[0][:200]}"]
     classifier = manifest.model.get("task") == "classification"
     metrics = per_output(refs, got, [o.name for o in artifact.outputs], classifier)
     return metrics, judge(metrics, Tolerance(**artifact.verification.tolerance))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelSourceError
 from .manifest import TensorSpec
 
 
@@ -56,6 +57,18 @@ def load_samples(path: Path):
     n = len(next(iter(ins.values()))) if ins else 0
     return ([{k: v[i] for k, v in ins.items()} for i in range(n)],
             [{k: v[i] for k, v in refs.items()} for i in range(n)] if refs else [], labels)
+
+
+def _check_tensor_names(spec: str, inputs: dict, outputs: dict) -> None:
+    """Input and output names go into the manifest, which refuses any name outside its pattern when
+    read: refuse such a model here, before building a bundle nothing could open."""
+    from .manifest import tensor_name_ok
+
+    bad = [n for n in [*inputs, *outputs] if not tensor_name_ok(n)]
+    if bad:
+        raise ModelSourceError(f"{spec}: tensor name(s) {[b[:60] for b in bad][:4]} are not 1-256 printable ASCII "
+                               "characters without spaces, quotes, backslashes or `..` segments, which bundle manifests require",
+                               hint="rename the model's inputs/outputs (e.g. onnx.compose / torch.export input names)")
 
 
 def root_cause(e: BaseException) -> str:
@@ -142,8 +155,19 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         else:
             import onnx_ir as ir
 
-            ir.save(ir.load(str(src.onnx_path)), str(work.onnx_path))  # external data already checked
+            model = ir.load(str(src.onnx_path))
+            # External data (checked: inside the model's folder) is read in, so the working copy
+            # and every artifact made from it is one self-contained file.
+            ir.external_data.load_to_model(model)
+            try:
+                ir.save(model, str(work.onnx_path))
+            except ValueError as e:  # protobuf's 2 GB limit for one file
+                raise ModelSourceError(f"{src.onnx_path}: the model with its external data does not fit one "
+                                       f"ONNX file ({str(e).splitlines()[0][:160]})",
+                                       hint="edge artifacts are single files under 2 GB; shrink or quantize the "
+                                            "model first") from None
             export = {"exporter": "given as ONNX"}
+    _check_tensor_names(spec, src.example, refs[0])
     src_acc = None
     if src.verify_labels is not None and src.task == "classification":
         src_acc = accuracy(np.stack([r[src.output_names[0]] for r in refs]), src.verify_labels)

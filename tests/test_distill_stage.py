@@ -81,4 +81,4 @@ def test_distill_stage_usage_errors_before_any_work(tmp_path, extra, says):
     p = edgekit("compile", "--target", "cpu", "--out", tmp_path / "b", *extra, cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
     assert p.stderr.startswith("edgekit: error: ") and says in p.stderr, p.stderr
-    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob("b.*partial")) and not (tmp_path / "b.edgekit.lock").exists()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Self-test an edgekit app package from its files alone: numpy + the model's runtime, no edgekit.
 
-    python check_model.py [PACKAGE_DIR] [--model ID]
+    python check_model.py [PACKAGE_DIR] [--model ID] [--trusted-key SIGNER.pub]
 
 For each model file listed in model.json (or the one named): check its sha256, load it on its
 runtime, feed the self-test vectors and compare with the expected outputs using the tolerance the
@@ -9,6 +9,9 @@ model was verified with. Exit 0 when every checked model passes, 1 otherwise. Th
 reference for what an app does at start-up (see the README's Kotlin example): the vectors are in
 the model's own layout and float values; `input_layout` says which inputs the file takes NHWC and
 `io` gives the file's tensor types and quantization (q = round(x / scale) + zero_point).
+
+With --trusted-key (needs `cryptography`), the package must carry its bundle's ed25519 signature
+by that key (edgekit sign), and every model file must match the sha256 the signed manifest lists.
 """
 import argparse
 import hashlib
@@ -95,8 +98,54 @@ def compare(expected, got, classifier):
     return res
 
 
+DOMAIN = b"edgekit.bundle-signature/1\n"  # as edgekit/signing.py
+
+
+def inside(root, rel):
+    """A path model.json names, refused unless it stays inside the package."""
+    p = (root / rel).resolve()
+    if root.resolve() not in p.parents:
+        raise ValueError(f"{rel!r} points outside the package; refused")
+    return p
+
+
+def check_signature(root, pkg, key_path):
+    """Failures (empty when the signature verifies with the trusted key and every model file's
+    sha256 is the one the signed bundle manifest lists)."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+
+    entry = pkg.get("signature")
+    if not entry:
+        return ["the package carries no bundle signature (its bundle was not signed: edgekit sign)"]
+    manifest_bytes = inside(root, entry["manifest"]).read_bytes()
+    sig = json.loads(inside(root, entry["signature"]).read_text())
+    key = serialization.load_pem_public_key(Path(key_path).read_bytes())
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if sig.get("key_id") != hashlib.sha256(raw).hexdigest()[:16]:
+        return [f"signed by key {sig.get('key_id')}, not the trusted key {hashlib.sha256(raw).hexdigest()[:16]}"]
+    digest = hashlib.sha256(manifest_bytes)
+    if digest.hexdigest() != sig.get("manifest_sha256"):
+        return ["the bundle manifest changed after it was signed"]
+    try:
+        key.verify(base64.b64decode(sig["signature"]), DOMAIN + digest.digest())
+    except InvalidSignature:
+        return ["the signature does not verify with the trusted key"]
+    listed = {a["id"]: a["sha256"] for a in json.loads(manifest_bytes)["artifacts"]}
+    return [f"{m['file']}: not the file the signed manifest lists for {m['id']}" for m in pkg["models"]
+            if listed.get(m["id"]) != m["sha256"] or sha256(inside(root, m["file"])) != m["sha256"]]
+
+
 def check(root, model, pkg):
-    path = root / model["file"]
+    try:
+        path = inside(root, model["file"])
+        for v in pkg["selftest"]["vectors"]:
+            for t in [*v["inputs"].values(), *v["expected"].values()]:
+                inside(root, t["file"])
+    except ValueError as e:
+        return [str(e)]
     if not path.is_file():
         return [f"{model['file']}: missing"]
     if sha256(path) != model["sha256"]:
@@ -134,9 +183,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", default=str(Path(__file__).resolve().parent))
     ap.add_argument("--model", help="id of one model in model.json (default: all)")
+    ap.add_argument("--trusted-key", help="the signer's public key (PEM): require a valid bundle signature")
     args = ap.parse_args(argv)
     root = Path(args.package)
     pkg = json.loads((root / "model.json").read_text())
+    if args.trusted_key:
+        try:
+            sig_failures = check_signature(root, pkg, args.trusted_key)
+        except (OSError, ValueError, KeyError) as e:
+            sig_failures = [f"unreadable signature or key: {type(e).__name__}: {e}"]
+        print(f"{'PASS' if not sig_failures else 'FAIL'} signature" + "".join(f"\n  {f}" for f in sig_failures))
+        if sig_failures:
+            return 1
     models = [m for m in pkg["models"] if args.model in (None, m["id"])]
     if not models:
         print(f"no model {args.model!r} in {root / 'model.json'}", file=sys.stderr)

@@ -21,7 +21,7 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
     """Cheap checks before any work starts (and before any progress is printed): the file exists,
     no pickle in it would run code, ONNX external data stays in its folder, a built-in exists.
     Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard."""
-    from .safety import check_onnx_external_data, check_pickle_file, check_pt2
+    from .safety import check_onnx_file, check_pickle_file, check_pt2
 
     spec = spec or DEFAULT_MODEL
     if spec.startswith("builtin:"):
@@ -54,7 +54,7 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
         raise ModelSourceError(f"{spec} holds weights only; edgekit needs code that builds the module",
                                hint=f"--model your_model.py:factory --weights {spec}")
     if suffix == ".onnx":
-        check_onnx_external_data(path)
+        check_onnx_file(path)
     if ":" in spec and suffix not in (".onnx", ".pt2", ".pt", ".pth"):
         target = spec.rpartition(":")[0]
         if target.endswith(".py") and not Path(target).is_file():

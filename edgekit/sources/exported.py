@@ -7,14 +7,14 @@ from pathlib import Path
 from ..errors import ModelSourceError
 from .factory import VERIFY_RANDOM_SAMPLES, _float_dtype
 from .model import ModelSource, as_sample, random_like
-from .safety import check_pt2, check_pt2_sample_inputs
+from .safety import check_pt2, check_pt2_with_torch_reader
 
 
 def load_pt2(path: Path) -> ModelSource:
     import torch
 
     check_pt2(path)  # raises UnsafeModelError before torch.export.load unpickles anything
-    check_pt2_sample_inputs(path)
+    check_pt2_with_torch_reader(path)  # the same, on exactly the members and bytes torch will read
     try:
         ep = torch.export.load(str(path))
     except Exception as e:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelSourceError
 from .model import ModelSource, random_like
-from .safety import check_onnx_external_data
+from .safety import check_onnx_file
 
 _ONNX_TO_NUMPY = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 3: "int8", 2: "uint8",
                   9: "bool"}
@@ -21,7 +21,7 @@ _ONNX_TO_NUMPY = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "in
 def load_onnx(path: Path) -> ModelSource:
     import onnx
 
-    check_onnx_external_data(path)
+    check_onnx_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:

@@ -1,0 +1,108 @@
+"""Class 8: what used to end in a raw traceback is one line and an exit code: an artifact that throws
+under `verify`; an --out or --json the user cannot write (checked before any work, so no bench
+result is lost); a manifest nested deeper than any real one; nonsense --threads."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from attack import edgekit_cli, one_line_error, snapshot
+
+pytestmark = [pytest.mark.onnxruntime]
+
+
+def test_verify_on_an_artifact_that_throws_is_a_failed_check_not_a_crash(tiny_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "manifest.json").read_text())
+    art = m["artifacts"][0]
+    path = b / art["path"]
+    model = onnx.load(str(path))
+    out = model.graph.output[0].name
+    for n in model.graph.node:
+        n.output[:] = [o + "_orig" if o == out else o for o in n.output]
+    # Gather at index 1000 of a one-element table: ONNX Runtime raises on every run
+    model.graph.node.extend([helper.make_node("Gather", ["table", "k"], ["g"]),
+                             helper.make_node("Add", [out + "_orig", "g"], [out])])
+    model.graph.initializer.extend([numpy_helper.from_array(np.zeros(1, np.float32), "table"),
+                                    numpy_helper.from_array(np.array(1000, np.int64), "k")])
+    onnx.save(model, str(path))
+    data = path.read_bytes()
+    art["sha256"], art["size_bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (b / "manifest.json").write_text(json.dumps(m))
+    p = edgekit_cli("verify", b, "--no-history")
+    err = one_line_error(p, 7)
+    assert f"{art['id']}: raised on the self-test vectors" in err
+    assert "passed" in p.stdout  # the other artifacts were still checked
+
+
+def test_a_manifest_nested_deeper_than_any_real_one_is_one_line(tmp_path):
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "manifest.json").write_text('{"schema": "edgekit.bundle/1", "artifacts": ' + "[" * 200000 + "]" * 200000 + "}")
+    for argv in (["verify", b, "--no-history"], ["package", b, "--for", "linux", "--out", tmp_path / "p"]):
+        assert "not valid JSON" in one_line_error(edgekit_cli(*argv), 8)
+
+
+@pytest.mark.parametrize("threads", ["0", "-2", "two"])
+def test_nonsense_thread_counts_are_usage_errors(tiny_bundle, threads):
+    err = one_line_error(edgekit_cli("bench", tiny_bundle, "--threads", threads, "--no-history"), 2)
+    assert "--threads" in err
+
+
+def test_a_result_file_that_is_a_folder_is_refused_before_benchmarking(tiny_bundle, tmp_path):
+    before = snapshot(tmp_path)
+    p = edgekit_cli("bench", tiny_bundle, "--json", tmp_path, "--no-history")
+    assert "is a folder" in one_line_error(p, 2) and "bench" not in p.stderr.split("error:")[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def unprivileged():
+    """A command prefix that runs as an unprivileged user (root ignores permission bits), and a
+    world-readable scratch folder it can read; skips where that cannot be arranged."""
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a folder unwritable")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import edgekit.cli"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"an unprivileged user cannot import edgekit from this checkout: {probe.stderr[-200:]}")
+    scratch = Path(tempfile.mkdtemp(prefix="edgekit-ro-"))
+    scratch.chmod(0o755)
+    yield prefix, scratch
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_read_only_out_and_json_are_usage_errors_before_any_work(tiny_bundle, unprivileged):
+    prefix, scratch = unprivileged
+    bundle = scratch / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    for p in [bundle, *bundle.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    ro = scratch / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    env = {"EDGEKIT_HISTORY": str(scratch / "h.sqlite"), "HOME": str(scratch)}
+    before = snapshot(scratch)
+    cases = [(["compile", "--target", "cpu", "--out", ro / "b"], "--out"),
+             (["package", bundle, "--for", "linux", "--out", ro / "pkg"], "--out"),
+             (["bench", bundle, "--json", ro / "r.json", "--no-history"], "--json")]
+    for argv, opt in cases:
+        p = edgekit_cli(*argv, prefix=prefix, env=env)
+        err = one_line_error(p, 2)
+        assert opt in err and "cannot write there" in err, err
+        assert "[edgekit] bench" not in p.stderr  # refused before the benchmark ran: nothing lost
+    assert snapshot(scratch) == before
