@@ -80,12 +80,13 @@ def test_crash_inside_publish_never_loses_the_previous_bundle(tmp_path, tiny_bun
     if point != "between-renames":
         return  # the recovery below is the same for every point: one compile proves it
     # The next compile publishes normally. It removes only what it made itself: the previous bundle
-    # the crashed run moved aside stays, named in a note, for the user to delete.
+    # the crashed run moved aside and that run's staging folder stay, named in notes, for the user.
+    (staged,) = tmp_path.glob("b.*.partial")
     p = _compile_tiny(out)
     assert p.returncode == 0, p.stderr
     edgekit.load(out)
     assert [x.name for x in tmp_path.glob("b.old-*")] == [old.name] and f"note: {old}" in p.stderr
-    assert not list(tmp_path.glob("b.*.partial"))
+    assert list(tmp_path.glob("b.*.partial")) == [staged] and f"note: {staged}" in p.stderr
 
 
 def test_out_that_is_not_a_bundle_is_never_replaced(tmp_path):
