@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -65,12 +64,31 @@ def _check_result_paths(args) -> None:
         if not isinstance(value, str) or not value:
             continue
         p = Path(value)
-        parent = next((d for d in [p.parent, *p.parent.parents] if d.exists()), Path("."))
         if p.is_dir():
             raise UsageError(f"--{opt} {value} is a folder; give a file name")
-        if (p.exists() and not os.access(p, os.W_OK)) or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise UsageError(f"--{opt} {value}: cannot write there (permission denied or not a folder); "
+        if not _writable(p):
+            raise UsageError(f"--{opt} {value}: cannot write there (read-only, permission denied or not a folder); "
                              "checked before any work, so nothing is lost", hint="choose a path you can write to")
+
+
+def _writable(p: Path) -> bool:
+    """Whether `p` can be written, found by trying: os.access answers yes for root on /proc or a
+    read-only bind mount. An existing file is opened for append (nothing written); otherwise a probe
+    file is created and removed at once in the nearest existing folder on the way to `p`, which is
+    where the result (and any folders leading to it) will be written anyway."""
+    import tempfile
+
+    try:
+        if p.exists():
+            with open(p, "ab"):
+                return True
+        parent = next((d for d in [p.parent, *p.parent.parents] if d.exists()), Path("."))
+        if not parent.is_dir():
+            return False
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".edgekit-probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def _positive_int(text: str) -> int:
