@@ -157,7 +157,7 @@ def cmd_compile(args) -> int:
                                      calibration=args.calibration, layout=args.layout,
                                      op_check=not args.no_preflight, precision=args.precision,
                                      calibration_method=args.calibration_method, percentile=args.percentile,
-                                     distill=_distill_opts(args))
+                                     distill=_distill_opts(args), inputs=args.input)
     bench = {}
     auto = args.precision == "auto"
     if args.bench or (auto and manifest.target.get("host_is_target")):
@@ -198,7 +198,7 @@ def cmd_report(args) -> int:
 def cmd_check(args) -> int:
     from .opcheck import check_model
 
-    return check_model(args.model, args.target, args.weights, args.json)
+    return check_model(args.model, args.target, args.weights, args.json, args.input)
 
 
 def cmd_bench(args) -> int:
@@ -572,6 +572,12 @@ def _add_device_opts(p):
     p.add_argument("--known-hosts", help="known_hosts file for --device (default: ssh's own)")
 
 
+def _add_input_opt(p):
+    p.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
+                   help="an .onnx model input's shape, e.g. image:1x3x640x640 or input_ids:1x128:int64 (repeat per "
+                        "input); required for inputs with symbolic dims, which edgekit never sets to a made-up size")
+
+
 def _add_history_opts(p):
     p.add_argument("--history", help="record results in this SQLite file (default $EDGEKIT_HISTORY or "
                    "~/.local/share/edgekit/history.sqlite)")
@@ -597,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
     c.add_argument("--out", help="bundle folder (default build/MODEL-TARGET)")
     c.add_argument("--weights", help="state dict (.pt/.pth) for a factory's module; loaded weights-only")
+    _add_input_opt(c)
     c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
                                             "and verified as the last fallback")
     c.add_argument("--calibration", help="representative inputs for INT8: a .npy (one input), an .npz (arrays named "
@@ -635,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--model", help="as for compile (default builtin:digits)")
     ck.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
     ck.add_argument("--weights", help="state dict for a factory's module")
+    _add_input_opt(ck)
     ck.add_argument("--json", help="write the full report (every operator, verdict and table) as JSON")
     rp = sub.add_parser("report", help="benchmark bundles' artifacts and write one self-contained HTML page "
                         "(+ Markdown summary) with plots")

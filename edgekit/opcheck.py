@@ -173,7 +173,8 @@ def report_lines(profile, preflight: dict) -> list[str]:
     return lines
 
 
-def check_model(spec: str | None, target: str, weights: str | None = None, json_out: str | None = None) -> int:
+def check_model(spec: str | None, target: str, weights: str | None = None, json_out: str | None = None,
+                inputs: list[str] | None = None) -> int:
     """`edgekit check`: export once, judge every candidate of the target, print; the exit code says
     whether all (0), some (12, like a degraded compile) or none (6) of the candidates can convert."""
     import json
@@ -191,7 +192,7 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
 
     spec = spec or DEFAULT_MODEL
     profile = get_profile(target)
-    preflight(spec, weights)
+    preflight(spec, weights, inputs)
     missing = {c.id: _missing_toolchains(c) for c in profile.candidates}
     usable = [c for c in profile.candidates if not missing[c.id]]
     if not usable:
@@ -205,7 +206,7 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     info = run_step("check", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(tmp / "work"),
                      "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
-                     "converters": [c.converter for c in usable]}, tmp / "logs")
+                     "converters": [c.converter for c in usable], "inputs": inputs}, tmp / "logs")
     shutil.rmtree(tmp, ignore_errors=True)
     pre = info["preflight"]  # an ONNX export failure is already onnx-ort's verdict (onnx_ort.preflight)
     for c in profile.candidates:

@@ -217,7 +217,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   fallback_model: str | None = None, calibration: str | None = None,
                   layout: str | None = None, op_check: bool = True,
                   precision: str | None = None, calibration_method: str | None = None,
-                  percentile: float | None = None, distill: dict | None = None) -> tuple[Path, Manifest]:
+                  percentile: float | None = None, distill: dict | None = None,
+                  inputs: list[str] | None = None) -> tuple[Path, Manifest]:
     """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
     student) from the teacher first (compile --distill-from), then compile it with those weights."""
     spec = spec or DEFAULT_MODEL
@@ -228,7 +229,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
 
         check_stage(distill["teacher"], spec, weights, distill.get("data"),
                     **{k: distill.get(k) for k in ("seeds", "epochs", "steps")})
-    preflight(spec, weights)  # missing/unsafe model files fail here, before any output
+    preflight(spec, weights, inputs)  # missing/unsafe model files, symbolic dims without --input: before any output
     if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
         raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
                          "options", hint="add --precision int8")
@@ -264,13 +265,13 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
             + "; edgekit removes only what the current run made: delete it when you are done with it")
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
-                             calibration, layout, op_check, method, distill)
+                             calibration, layout, op_check, method, distill, inputs)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
-                  calibration, layout, op_check, method, distill) -> tuple[Path, Manifest]:
+                  calibration, layout, op_check, method, distill, inputs=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
@@ -282,7 +283,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
     t_prep = time.perf_counter()
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
-                     "calibration": calibration, "converters": [c.converter for c in candidates]}, logs)
+                     "calibration": calibration, "converters": [c.converter for c in candidates],
+                     "inputs": inputs}, logs)
     if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
         writer.discard()  # a usage error: nothing worth keeping
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
@@ -325,7 +327,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
         model={k: info[k] for k in ("name", "source", "kind", "sha256", "task", "labels", "preprocessing", "inputs",
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
                                     "export", "calibration", "preflight", "cost")}
-        | ({"distillation": distillation} if distillation else {}),
+        | ({"distillation": distillation} if distillation else {})
+        | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {}),
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

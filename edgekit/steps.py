@@ -118,7 +118,7 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
 
 
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
-            converters: list[str] | None = None) -> dict:
+            converters: list[str] | None = None, inputs: list[str] | None = None) -> dict:
     """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export."""
     from .sources import load_model
     from .verify import accuracy
@@ -127,7 +127,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     work.dir.mkdir(parents=True, exist_ok=True)
     from .calibration import check_disjoint, dataset_hash, read_calibration
 
-    src = load_model(spec, weights)
+    src = load_model(spec, weights, inputs)
     calib_source = "the model's own calibration set" if src.calib_inputs else None
     if calibration:
         src.calib_inputs = read_calibration(calibration, src.example, src.preprocessing)
@@ -159,6 +159,9 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
             # External data (checked: inside the model's folder) is read in, so the working copy
             # and every artifact made from it is one self-contained file.
             ir.external_data.load_to_model(model)
+            for v in model.graph.inputs:  # compiled at the resolved shapes (--input): static for every target
+                if v.name in src.example:
+                    v.shape = ir.Shape(src.example[v.name].shape)
             try:
                 ir.save(model, str(work.onnx_path))
             except ValueError as e:  # protobuf's 2 GB limit for one file
@@ -179,7 +182,8 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         "reference": "PyTorch eager (torch.no_grad)" if src.kind == "torch"
                      else "the given ONNX file on ONNX Runtime with graph optimizations off",
         "verify_data": src.verify_data, "verify_samples": len(src.verify_inputs),
-        "calib_samples": len(src.calib_inputs), "source_accuracy": src_acc, "export": export,
+        "calib_samples": len(src.calib_inputs), "input_specs": inputs or None, "source_accuracy": src_acc,
+        "export": export,
         "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
     }

@@ -3,7 +3,8 @@
   builtin:NAME                      a built-in model (edgekit.builtin.BUILTINS)
   path/to/file.py:factory           factory() -> (nn.Module, example_inputs) or a dict (see README)
   package.module:factory            the same, imported from an installed package
-  model.onnx                        an ONNX file (external data must stay in its folder)
+  model.onnx                        an ONNX file (external data must stay in its folder; symbolic
+                                    input dims need --input NAME:SHAPE[:DTYPE])
   model.pt2                         a torch.export archive (scanned: no code-running pickles)
   + --weights state_dict.pt         weights for a factory's module, loaded with weights_only=True
 """
@@ -17,13 +18,21 @@ from .model import ModelSource
 DEFAULT_MODEL = "builtin:digits"
 
 
-def preflight(spec: str | None, weights: str | None = None) -> None:
+def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> None:
     """Cheap checks before any work starts (and before any progress is printed): the file exists,
     no pickle in it would run code, ONNX external data stays in its folder, a built-in exists.
-    Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard."""
+    Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard.
+    inputs: `--input NAME:SHAPE[:DTYPE]` specs (ONNX sources; symbolic dims need one)."""
     from .safety import check_onnx_file, check_pickle_file, check_pt2
 
     spec = spec or DEFAULT_MODEL
+    if inputs and not Path(spec).suffix.lower() == ".onnx":
+        from ..errors import UsageError
+        from .input_spec import parse_inputs
+
+        parse_inputs(inputs)  # a malformed spec is reported as such first
+        raise UsageError("--input applies to .onnx sources today; a PyTorch model's shapes come from its example "
+                         "inputs (the factory's, or the .pt2's)", hint="change the example the factory returns")
     if spec.startswith("builtin:"):
         from ..builtin import BUILTINS
         from ..errors import UsageError, did_you_mean
@@ -55,6 +64,11 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
                                hint=f"--model your_model.py:factory --weights {spec}")
     if suffix == ".onnx":
         check_onnx_file(path)
+        import onnx
+
+        from .onnx_file import resolved_shapes
+
+        resolved_shapes(onnx.load(str(path), load_external_data=False), path, inputs)  # symbolic dims need --input
     if ":" in spec and suffix not in (".onnx", ".pt2", ".pt", ".pth"):
         target = spec.rpartition(":")[0]
         if target.endswith(".py") and not Path(target).is_file():
@@ -65,7 +79,7 @@ def preflight(spec: str | None, weights: str | None = None) -> None:
         check_pickle_file(Path(weights))
 
 
-def load_model(spec: str | None, weights: str | None = None) -> ModelSource:
+def load_model(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> ModelSource:
     spec = spec or DEFAULT_MODEL
     if spec.startswith("builtin:"):
         from ..builtin import load_builtin
@@ -81,7 +95,7 @@ def load_model(spec: str | None, weights: str | None = None) -> ModelSource:
     if suffix == ".onnx":
         from .onnx_file import load_onnx
 
-        return load_onnx(path)
+        return load_onnx(path, inputs)
     if suffix == ".pt2":
         from .exported import load_pt2
 

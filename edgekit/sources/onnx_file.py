@@ -1,5 +1,8 @@
 """`.onnx` model source: checked for escaping external data, then described from its graph.
 
+Input shapes are the model's own when static; symbolic dims need `--input NAME:SHAPE`
+(edgekit.sources.input_spec) and are never silently set to 1.
+
 The reference for verification is the same file on ONNX Runtime with all graph optimizations
 off (the closest thing to "the model as given"); the manifest records that.
 """
@@ -18,16 +21,11 @@ _ONNX_TO_NUMPY = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "in
                   9: "bool"}
 
 
-def load_onnx(path: Path) -> ModelSource:
-    import onnx
-
-    check_onnx_file(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ModelSourceError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+def input_dims(model, path: Path) -> list[tuple[str, list, str]]:
+    """(name, dims, numpy dtype) of each real input (initializers that are also listed as inputs are
+    not inputs); a dim is an int when fixed, else its symbolic name (or "?")."""
     inits = {i.name for i in model.graph.initializer}
-    example = {}
+    out = []
     for i in model.graph.input:
         if i.name in inits:
             continue
@@ -35,9 +33,34 @@ def load_onnx(path: Path) -> ModelSource:
         dtype = _ONNX_TO_NUMPY.get(tt.elem_type)
         if dtype is None:
             raise ModelSourceError(f"{path}: input {i.name!r} has an unsupported element type {tt.elem_type}")
-        # Dynamic dimensions become 1: edge artifacts are compiled for static shapes.
-        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
-        example[i.name] = np.zeros(shape, dtype=dtype) if dtype != "float32" else \
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+                for d in tt.shape.dim]
+        out.append((i.name, dims, dtype))
+    return out
+
+
+def resolved_shapes(model, path: Path, inputs: list[str] | None) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{input name: (shape to compile at, dtype)}: the model's own static shapes, or the user's
+    --input specs; symbolic dims without a spec are a usage error (never a made-up 1)."""
+    from .input_spec import check_names, parse_inputs, resolve_shape
+
+    specs = parse_inputs(inputs)
+    found = input_dims(model, path)
+    check_names(path, [n for n, _, _ in found], specs)
+    return {n: (resolve_shape(path, n, dims, dtype, specs), dtype) for n, dims, dtype in found}
+
+
+def load_onnx(path: Path, inputs: list[str] | None = None) -> ModelSource:
+    import onnx
+
+    check_onnx_file(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ModelSourceError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+    example = {}
+    for name, (shape, dtype) in resolved_shapes(model, path, inputs).items():
+        example[name] = np.zeros(shape, dtype=dtype) if dtype != "float32" else \
             np.random.default_rng(0).standard_normal(shape).astype("float32")
     for name, a in example.items():
         if a.dtype.kind in "iu":  # token-id-like inputs: a small range any vocabulary has

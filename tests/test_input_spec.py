@@ -1,0 +1,84 @@
+"""`--input NAME:SHAPE[:DTYPE]`: symbolic dims are never silently set to 1 (issue 23, first part).
+
+A small conv net exported to ONNX with symbolic H and W, made here: without `--input` the compile
+stops with exit 2 naming the dims; with it, the cpu bundle is compiled, verified and served at
+that shape, and the manifest records the spec."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgekit
+from conftest import edgekit as run
+from edgekit.errors import InputError, UsageError
+from edgekit.sources.input_spec import parse_input
+
+pytestmark = [pytest.mark.onnxruntime]
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx(tmp_path_factory):
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("dyn") / "dyn.onnx"
+    h, w = torch.export.Dim("H", min=8, max=512), torch.export.Dim("W", min=8, max=512)
+    torch.onnx.export(Net().eval(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=True, external_data=False,
+                      dynamic_shapes={"x": {2: h, 3: w}}, input_names=["x"])
+    return path
+
+
+def test_parse_input_forms():
+    assert parse_input("image:1x3x224x224").shape() == (1, 3, 224, 224)
+    s = parse_input("input_ids:1x[1..128]:int64")
+    assert s.dims == (1, (1, 128)) and s.dtype == "int64" and not s.static and s.text() == "input_ids:1x[1..128]:int64"
+    for bad, says in [("image", "NAME:SHAPE"), ("image:1xAx3", "not a size"), ("image:0x3", "at least 1"),
+                      ("image:1x[5..2]", "MIN <= MAX"), ("image:1x3:floa32", 'did you mean "float32"')]:
+        with pytest.raises(UsageError, match=said(says)):
+            parse_input(bad)
+
+
+def said(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_symbolic_dims_without_input_stop_with_exit_2_naming_them(dynamic_onnx, tmp_path):
+    p = run("compile", "--model", dynamic_onnx, "--target", "cpu", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "symbolic dims 'H', 'W' (shape [1, 3, H, W]); edgekit never invents a size" in p.stderr
+    assert "--input x:1x3xHxW" in p.stderr and not (tmp_path / "b").exists()
+    for spec, says in [("y:1x3x8x8", "has no input 'y'"), ("x:2x3x8x8", "dim 0 of 'x' is fixed at 1"),
+                       ("x:1x3x[8..64]x64", "compiles static shapes today"), ("x:1x3x8x8:int64", "is float32")]:
+        p = run("compile", "--model", dynamic_onnx, "--target", "cpu", "--input", spec, "--out", tmp_path / "b")
+        assert p.returncode == 2 and says in p.stderr, (spec, p.stderr)
+    p = run("compile", "--target", "cpu", "--input", "image:1x1x8x8", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "applies to .onnx sources" in p.stderr
+
+
+def test_with_input_the_model_compiles_verifies_and_serves_at_that_shape(dynamic_onnx, tmp_path):
+    out = tmp_path / "b"
+    p = run("compile", "--model", dynamic_onnx, "--target", "cpu", "--input", "x:1x3x48x64", "--out", out)
+    assert p.returncode in (0, 12), p.stderr  # 12 would only mean a torch-only candidate could not take ONNX
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["inputs"] == [{"name": "x", "shape": [1, 3, 48, 64], "dtype": "float32"}]
+    assert m["model"]["input_specs"] == ["x:1x3x48x64"]
+    ort = [a for a in m["artifacts"] if a["runtime"] == "onnxruntime"]
+    assert ort and all(a["verification"]["status"] == "passed" and a["inputs"][0]["shape"] == [1, 3, 48, 64]
+                       for a in ort)
+    pred = edgekit.load(out)
+    y = pred.predict(np.random.default_rng(1).standard_normal((1, 3, 48, 64)).astype(np.float32))
+    assert next(iter(y.values())).shape == (1, 4)
+    with pytest.raises(InputError, match=r"expected \[1, 3, 48, 64\]"):
+        pred.predict(np.zeros((1, 3, 32, 32), np.float32))
