@@ -90,7 +90,7 @@ def preflight(ctx) -> dict:
         return refused
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from edgekit.graphops import list_ops, ops_in_text, source_in_text
-    from edgekit.steps import root_cause
+    from edgekit.errors import root_cause
 
     table = "XnnpackPartitioner decisions + the ExecuTorch runtime's kernel registry (pip build)"
     try:

@@ -133,8 +133,9 @@ def _summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:
         any_b = next(iter(bench.values()))
         where = (f"\nlatency: {any_b['threads']} thread(s), measured on {any_b['measured_on']}: "
                  f"{any_b['env']['cpu']['model']}")
+    caveats = "".join(f"\n* {a.id}: {c}" for a in manifest.artifacts for c in a.verification.caveats)
     return render(["artifact", "role", "runtime", "precision", "size", "verification", "accuracy",
-                   "p50 ms", "p90 ms", "runs"], rows, title) + where
+                   "p50 ms", "p90 ms", "runs"], rows, title) + caveats + where
 
 
 def _distill_opts(args) -> dict | None:
@@ -157,7 +158,8 @@ def cmd_compile(args) -> int:
                                      calibration=args.calibration, layout=args.layout,
                                      op_check=not args.no_preflight, precision=args.precision,
                                      calibration_method=args.calibration_method, percentile=args.percentile,
-                                     distill=_distill_opts(args), inputs=args.input)
+                                     distill=_distill_opts(args), inputs=args.input,
+                                     verify_data=args.verify_data)
     bench = {}
     auto = args.precision == "auto"
     if args.bench or (auto and manifest.target.get("host_is_target")):
@@ -604,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="bundle folder (default build/MODEL-TARGET)")
     c.add_argument("--weights", help="state dict (.pt/.pth) for a factory's module; loaded weights-only")
     _add_input_opt(c)
+    c.add_argument("--verify-data", metavar="PATH", help="real held-out inputs to verify every artifact on, in any "
+                   "--calibration form (.npz named like the inputs, .npy, image folder, .txt); replaces the source's own "
+                   "or made-up ones; required for .onnx models with integer inputs (never invented)")
     c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
                                             "and verified as the last fallback")
     c.add_argument("--calibration", help="representative inputs for INT8: a .npy (one input), an .npz (arrays named "

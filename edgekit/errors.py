@@ -76,6 +76,13 @@ class ArtifactFailed(EdgekitError):
     exit_code = 11
 
 
+class ReferenceFailed(EdgekitError):
+    """The source model itself (the reference) failed, is not repeatable, or gives NaN/Inf on the
+    verification inputs: nothing can be verified against it."""
+
+    exit_code = 14
+
+
 class SignatureError(BundleError):
     """A signature was required and the bundle is unsigned, signed by an untrusted key, or altered."""
 
@@ -97,3 +104,20 @@ class RemoteDeviceError(EdgekitError):
     """A remote device (ssh://) could not be reached or used: refused, auth, timeout, no python, disk full."""
 
     exit_code = 10
+
+
+def root_cause(e: BaseException) -> str:
+    """'Outer: innermost cause' in one line without terminal colours: toolchains wrap the useful
+    message (e.g. torch.export's data-dependent guard) inside a generic one."""
+    import re
+
+    inner = e
+    while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
+        inner = inner.__cause__ or inner.__context__
+    def first(x):
+        lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(x)).splitlines() if ln.strip()]
+        return lines[0][:240] if lines else ""
+    msg = f"{type(e).__name__}: {first(e)}"
+    if inner is not e:
+        msg += f" — caused by {type(inner).__name__}: {first(inner)}"
+    return msg

@@ -112,7 +112,7 @@ def export_error(e: BaseException) -> dict:
     export runs the user's forward, so the failing line is a real frame of the exception)."""
     import traceback
 
-    from .steps import root_cause
+    from .errors import root_cause
 
     src = None
     chain, inner = [], e  # the innermost exception (e.g. the guard inside the user's forward) first
@@ -188,7 +188,7 @@ def explain_failure(stage: str, toolchain: str, e: BaseException, ops_file) -> t
     from pathlib import Path
 
     from .opcheck import rewrite_for, where
-    from .steps import root_cause
+    from .errors import root_cause
 
     text = str(e)
     ops = json.loads(Path(ops_file).read_text())["ops"] if ops_file and Path(ops_file).exists() else []

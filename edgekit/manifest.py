@@ -149,6 +149,8 @@ class Verification:
     tolerance: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     accuracy: float | None = None  # vs ground-truth labels, when the model has them
+    # What this verification cannot say (a degenerate reference; made-up inputs for a quantized artifact).
+    caveats: list[str] = field(default_factory=list)
 
 
 @dataclass

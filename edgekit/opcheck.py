@@ -71,7 +71,7 @@ def export_program(module, example: dict):
 def run_checks(ctx: OpContext, converters: list[str]) -> dict[str, dict]:
     """converter name -> verdict. A check that breaks says "unknown"; it never blocks a conversion."""
     from .converters import converter_module
-    from .steps import root_cause
+    from .errors import root_cause
 
     out = {}
     for name in dict.fromkeys(converters):

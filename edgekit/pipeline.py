@@ -14,13 +14,14 @@ from pathlib import Path
 
 from . import __version__, deps
 from .bundle import BundleWriter, check_out_dir, sha256_file, size_bytes
+from .claims import check_claims
 from .converters import CONVERTERS, toolchains
 from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification, assign_roles, degraded
 from .opcheck import failure_message, finding, rewrite_for, where
 from .runtimes import toolchain_of
-from .sources import DEFAULT_MODEL, preflight
+from .sources import DEFAULT_MODEL, preflight, require_real_values
 from .steps import load_samples, save_samples
 from .targets import get_profile
 
@@ -218,7 +219,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   layout: str | None = None, op_check: bool = True,
                   precision: str | None = None, calibration_method: str | None = None,
                   percentile: float | None = None, distill: dict | None = None,
-                  inputs: list[str] | None = None) -> tuple[Path, Manifest]:
+                  inputs: list[str] | None = None, verify_data: str | None = None) -> tuple[Path, Manifest]:
     """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
     student) from the teacher first (compile --distill-from), then compile it with those weights."""
     spec = spec or DEFAULT_MODEL
@@ -229,7 +230,10 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
 
         check_stage(distill["teacher"], spec, weights, distill.get("data"),
                     **{k: distill.get(k) for k in ("seeds", "epochs", "steps")})
-    preflight(spec, weights, inputs)  # missing/unsafe model files, symbolic dims without --input: before any output
+    preflight(spec, weights, inputs)  # unsafe files, symbolic dims without --input: before any output
+    if verify_data and not Path(verify_data).exists():
+        raise UsageError(f"--verify-data {verify_data}: no such file or folder")
+    require_real_values(spec, inputs, verify_data)
     if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
         raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
                          "options", hint="add --precision int8")
@@ -265,13 +269,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
             + "; edgekit removes only what the current run made: delete it when you are done with it")
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
-                             calibration, layout, op_check, method, distill, inputs)
+                             calibration, layout, op_check, method, distill, inputs, verify_data)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
-                  calibration, layout, op_check, method, distill, inputs=None) -> tuple[Path, Manifest]:
+                  calibration, layout, op_check, method, distill, inputs=None,
+                  verify_data=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
@@ -284,7 +289,7 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
                      "calibration": calibration, "converters": [c.converter for c in candidates],
-                     "inputs": inputs}, logs)
+                     "inputs": inputs, "verify_data": verify_data}, logs)
     if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
         writer.discard()  # a usage error: nothing worth keeping
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "
@@ -302,10 +307,15 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
         artifacts += extra
         failed += extra_failed
 
+    # What the artifacts claim must be what they are (edgekit.claims): false precision labels are
+    # rejected; quantized artifacts checked on made-up inputs only rank after the float ones.
+    notes, demoted = check_claims(artifacts, info.get("reference_check"), info["verify_data"])
+    for line in notes:
+        say(f"  {line}")
     # Roles: verified artifacts in the profile's preference order (a fallback model last); failed
     # ones are kept for inspection but marked rejected so nothing loads them; artifacts for another
     # machine (not run here) wait as "on-device" until `edgekit build` verifies them there.
-    verified = assign_roles(artifacts, {a.id: i for i, a in enumerate(artifacts)})  # built in preference order
+    verified = assign_roles(artifacts, {a.id: (a.id in demoted, i) for i, a in enumerate(artifacts)})
 
     if not artifacts:
         writer.abandon()
@@ -328,7 +338,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
                                     "export", "calibration", "preflight", "cost")}
         | ({"distillation": distillation} if distillation else {})
-        | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {}),
+        | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {})
+        | ({"reference_check": info["reference_check"]} if info.get("reference_check") else {}),
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},
@@ -339,8 +350,9 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                                    "why": _choice_note(profile),
                                    "preferred": profile.candidates[0].id,
                                    # a preferred artifact waiting for the device is not a degradation
-                                   "degraded": degraded(verified, profile.candidates[0].id, on_device),
-                                   "on_device": on_device}},
+                                   "degraded": degraded(verified, profile.candidates[0].id, on_device + demoted),
+                                   "on_device": on_device,
+                                   **({"ranked_down_for_random_data": demoted} if demoted else {})}},
         artifacts=artifacts, failed_candidates=failed, selftest=selftest,
         edgekit_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelSourceError
+from .errors import ModelSourceError, root_cause  # noqa: F401 - root_cause: its old home, still imported from here
 from .manifest import TensorSpec
 
 
@@ -71,23 +71,6 @@ def _check_tensor_names(spec: str, inputs: dict, outputs: dict) -> None:
                                hint="rename the model's inputs/outputs (e.g. onnx.compose / torch.export input names)")
 
 
-def root_cause(e: BaseException) -> str:
-    """'Outer: innermost cause' in one line without terminal colours: toolchains wrap the useful
-    message (e.g. torch.export's data-dependent guard) inside a generic one."""
-    import re
-
-    inner = e
-    while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
-        inner = inner.__cause__ or inner.__context__
-    def first(x):
-        lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(x)).splitlines() if ln.strip()]
-        return lines[0][:240] if lines else ""
-    msg = f"{type(e).__name__}: {first(e)}"
-    if inner is not e:
-        msg += f" — caused by {type(inner).__name__}: {first(inner)}"
-    return msg
-
-
 def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     if src.kind == "torch":
         import torch
@@ -118,7 +101,8 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
 
 
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
-            converters: list[str] | None = None, inputs: list[str] | None = None) -> dict:
+            converters: list[str] | None = None, inputs: list[str] | None = None,
+            verify_data: str | None = None) -> dict:
     """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export."""
     from .sources import load_model
     from .verify import accuracy
@@ -128,12 +112,19 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     from .calibration import check_disjoint, dataset_hash, read_calibration
 
     src = load_model(spec, weights, inputs)
+    if verify_data:  # the user's own held-out inputs replace whatever the source had (or made up)
+        src.verify_inputs = read_calibration(verify_data, src.example, src.preprocessing)
+        src.verify_labels = None
+        src.verify_data = f"--verify-data {verify_data} ({len(src.verify_inputs)} samples)"
     calib_source = "the model's own calibration set" if src.calib_inputs else None
     if calibration:
         src.calib_inputs = read_calibration(calibration, src.example, src.preprocessing)
         calib_source = f"--calibration {calibration}"
     check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
-    refs = _reference_outputs(src, src.verify_inputs)
+    from .reference import degenerate, reference_outputs
+
+    refs = reference_outputs(src, src.verify_inputs, _reference_outputs)  # ReferenceFailed: its own exit code
+    reference_check = degenerate(refs)
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
@@ -183,6 +174,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
                      else "the given ONNX file on ONNX Runtime with graph optimizations off",
         "verify_data": src.verify_data, "verify_samples": len(src.verify_inputs),
         "calib_samples": len(src.calib_inputs), "input_specs": inputs or None, "source_accuracy": src_acc,
+        "reference_check": reference_check,
         "export": export,
         "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,

@@ -29,4 +29,5 @@ def verification_cell(v) -> str:
     parts = ["not-run (graph checked: " if v.status == "not-run" else v.status, f"cos {m.get('cosine', float('nan')):.6f}"]
     if "top1_agreement" in m:
         parts.append(f"top1 {100 * m['top1_agreement']:.1f}%")
-    return ", ".join(parts).replace(": , ", ": ") + (")" if v.status == "not-run" else "")
+    return (", ".join(parts).replace(": , ", ": ") + (")" if v.status == "not-run" else "")
+            + (" *" if getattr(v, "caveats", None) else ""))  # * : a caveat, listed under the table

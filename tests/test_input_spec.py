@@ -82,3 +82,30 @@ def test_with_input_the_model_compiles_verifies_and_serves_at_that_shape(dynamic
     assert next(iter(y.values())).shape == (1, 4)
     with pytest.raises(InputError, match=r"expected \[1, 3, 48, 64\]"):
         pred.predict(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_integer_inputs_of_an_onnx_model_need_real_values(tmp_path):
+    """Token ids (or a sample rate) decide what a model does: never invented, taken from --verify-data."""
+    import torch
+
+    class Emb(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.head = torch.nn.Embedding(50, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, ids):
+            return self.head(self.emb(ids).mean(1))
+
+    torch.manual_seed(0)
+    path = tmp_path / "ids.onnx"
+    torch.onnx.export(Emb().eval(), (torch.randint(0, 50, (1, 12)),), str(path), dynamo=True, external_data=False,
+                      input_names=["ids"])
+    p = run("compile", "--model", path, "--target", "cpu", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "never invents them" in p.stderr and "--verify-data FILE.npz" in p.stderr, p.stderr
+    ids = np.random.default_rng(3).integers(0, 50, (24, 1, 12)).astype(np.int64)
+    np.savez(tmp_path / "real.npz", ids=ids)
+    p = run("compile", "--model", path, "--target", "cpu", "--out", tmp_path / "b", "--verify-data", tmp_path / "real.npz")
+    assert p.returncode in (0, 12), p.stderr
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["model"]["verify_data"] == f"--verify-data {tmp_path / 'real.npz'} (24 samples)"
+    assert m["model"]["verify_samples"] == 24

@@ -79,6 +79,27 @@ def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | 
         check_pickle_file(Path(weights))
 
 
+def require_real_values(spec: str | None, inputs: list[str] | None, verify_data: str | None) -> None:
+    """An .onnx model's integer or bool inputs (token ids, a sample rate, a mode flag) decide what the
+    model does: without --verify-data, compile stops instead of inventing their values (a sample-rate
+    input once got a random value, took the wrong branch, and the reference crashed)."""
+    if not spec or Path(spec).suffix.lower() != ".onnx" or verify_data:
+        return
+    import onnx
+
+    from ..errors import UsageError
+    from .onnx_file import resolved_shapes
+
+    path = Path(spec)
+    shapes = resolved_shapes(onnx.load(str(path), load_external_data=False), path, inputs)
+    ints = [n for n, (_, dtype) in shapes.items() if not dtype.startswith("float")]
+    if ints:
+        raise UsageError(f"{spec}: input(s) {ints} are {', '.join(sorted({shapes[n][1] for n in ints}))}: values such as "
+                         "token ids, a sample rate or a mode flag decide what the model does, and edgekit never "
+                         "invents them", hint="give real inputs: --verify-data FILE.npz (arrays named like the inputs, "
+                                              f"samples on the first axis: {', '.join(shapes)})")
+
+
 def load_model(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> ModelSource:
     spec = spec or DEFAULT_MODEL
     if spec.startswith("builtin:"):

@@ -101,6 +101,13 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
     module = result["model"]
     if not isinstance(module, torch.nn.Module):
         raise ModelSourceError(f"{spec} returned a {type(module).__name__}, not a torch.nn.Module")
+    if isinstance(module, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        # Every converter starts from torch.export, which cannot trace TorchScript: say so here,
+        # not as torch.export's own error from deep inside the export.
+        raise ModelSourceError(f"{spec} returned a TorchScript module ({type(module).__name__}); edgekit's converters "
+                               "start from torch.export, which cannot take TorchScript",
+                               hint="return the eager nn.Module (before torch.jit.script/trace), or export it to "
+                                    "ONNX once and pass the .onnx file")
     if weights:
         from .safety import load_state_dict
 
