@@ -73,6 +73,13 @@ class FallbackPredictor:
     def outputs(self):
         return self.artifact.outputs
 
+    def stream(self):
+        """A recurrent model's calls with its state carried, across artifact switches too (see
+        edgekit.predictor.Stream)."""
+        from .predictor import stream_of
+
+        return stream_of(self)
+
     def predict(self, inputs) -> dict[str, np.ndarray]:
         feeds = check_inputs(self.candidates[0].inputs, inputs)  # NaN/Inf inputs are refused here
         self._maybe_reprobe()

@@ -151,6 +151,8 @@ class Verification:
     accuracy: float | None = None  # vs ground-truth labels, when the model has them
     # What this verification cannot say (a degenerate reference; made-up inputs for a quantized artifact).
     caveats: list[str] = field(default_factory=list)
+    # A stateful model: {"steps", "metrics"} of the artifact streamed over the reference's sequence.
+    sequence: dict[str, Any] | None = None
 
 
 @dataclass

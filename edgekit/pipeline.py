@@ -339,7 +339,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                                     "export", "calibration", "preflight", "cost")}
         | ({"distillation": distillation} if distillation else {})
         | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {})
-        | ({"reference_check": info["reference_check"]} if info.get("reference_check") else {}),
+        | ({"reference_check": info["reference_check"]} if info.get("reference_check") else {})
+        | ({"state": info["state"], "sequence_steps": info["sequence_steps"]} if info.get("state") else {}),
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

@@ -52,6 +52,44 @@ def check_inputs(specs: list[TensorSpec], inputs) -> dict[str, np.ndarray]:
     return out
 
 
+class Stream:
+    """Calls of a recurrent model with its state carried between them: `step(inputs)` takes the
+    model's other inputs, feeds the previous call's state outputs back (zeros at the start) and
+    returns every output. The state is the model's, not an artifact's: when a FallbackPredictor
+    switches artifacts mid-stream, the next artifact continues from the same state.
+
+        s = edgekit.load(bundle).stream()
+        for x in frames:
+            y = s.step({"x": x})["y"]
+        s.reset()                      # a new sequence
+    """
+
+    def __init__(self, predictor, state: dict[str, str]):
+        self.predictor, self.state_map = predictor, dict(state)
+        self._specs = {s.name: s for s in predictor.inputs}
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {inp: np.zeros(self._specs[inp].shape, self._specs[inp].dtype) for inp in self.state_map.values()}
+
+    def step(self, inputs: dict) -> dict[str, np.ndarray]:
+        carried = [k for k in inputs if k in self.state]
+        if carried:
+            raise InputError(f"input(s) {carried} are the model's state, carried by the stream; pass only "
+                             f"{[n for n in self._specs if n not in self.state]} (reset() starts a new sequence)")
+        out = self.predictor.predict({**inputs, **self.state})
+        self.state = {inp: np.asarray(out[o]).astype(self._specs[inp].dtype) for o, inp in self.state_map.items()}
+        return out
+
+
+def stream_of(predictor) -> Stream:
+    state = predictor.manifest.model.get("state")
+    if not state:
+        raise InputError(f"{predictor.manifest.model.get('name')} has no explicit state (a factory's 'state'), so "
+                         "there is nothing to carry between calls; call predict()")
+    return Stream(predictor, state)
+
+
 class Predictor:
     def __init__(self, bundle_dir: Path, manifest: Manifest, artifact: Artifact, threads: int | None):
         self.bundle_dir = Path(bundle_dir)
@@ -74,6 +112,10 @@ class Predictor:
 
     def predict(self, inputs) -> dict[str, np.ndarray]:
         return self.runner.run(check_inputs(self.artifact.inputs, inputs))
+
+    def stream(self) -> Stream:
+        """A recurrent model's calls with its state carried (see Stream)."""
+        return stream_of(self)
 
 
 def load(bundle_dir, artifact: str | None = None, threads: int | None = None, check_hashes: bool = True,

@@ -100,6 +100,36 @@ def _reference_outputs(src, samples: list[dict]) -> list[dict]:
     return [dict(zip(names, sess.run(names, s))) for s in samples]
 
 
+SEQUENCE_STEPS = 50  # calls a stateful model is streamed over, in verification
+
+
+def _sequence_reference(src) -> tuple[list, list]:
+    """SEQUENCE_STEPS calls of the reference with its state carried from each call's outputs to the
+    next call's inputs, starting from zeros; call t's other inputs are verification sample t (cycled)."""
+    fed = set(src.state.values())
+    state = {n: np.zeros_like(src.example[n]) for n in fed}
+    steps_in, steps_out = [], []
+    for t in range(SEQUENCE_STEPS):
+        step = {k: v for k, v in src.verify_inputs[t % len(src.verify_inputs)].items() if k not in fed}
+        out = _reference_outputs(src, [{**step, **state}])[0]
+        steps_in.append(step)
+        steps_out.append(out)
+        state = {inp: out[o] for o, inp in src.state.items()}
+    return steps_in, steps_out
+
+
+def stream(run, steps_in: list[dict], state_map: dict[str, str], example_specs: list[dict]) -> list[dict]:
+    """Run `run(feeds)` over a sequence, carrying state outputs into the next call's inputs."""
+    specs = {t["name"]: t for t in example_specs}
+    state = {inp: np.zeros(specs[inp]["shape"], specs[inp]["dtype"]) for inp in state_map.values()}
+    outs = []
+    for step in steps_in:
+        out = run({**step, **state})
+        outs.append(out)
+        state = {inp: np.asarray(out[o]).astype(specs[inp]["dtype"]) for o, inp in state_map.items()}
+    return outs
+
+
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
             converters: list[str] | None = None, inputs: list[str] | None = None,
             verify_data: str | None = None) -> dict:
@@ -125,6 +155,8 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
 
     refs = reference_outputs(src, src.verify_inputs, _reference_outputs)  # ReferenceFailed: its own exit code
     reference_check = degenerate(refs)
+    if src.state:  # a recurrent model: the reference over a sequence of calls, carrying its state
+        save_samples(work.dir / "sequence.npz", *_sequence_reference(src))
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
@@ -174,7 +206,8 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
                      else "the given ONNX file on ONNX Runtime with graph optimizations off",
         "verify_data": src.verify_data, "verify_samples": len(src.verify_inputs),
         "calib_samples": len(src.calib_inputs), "input_specs": inputs or None, "source_accuracy": src_acc,
-        "reference_check": reference_check,
+        "reference_check": reference_check, "state": src.state,
+        "sequence_steps": SEQUENCE_STEPS if src.state else None,
         "export": export,
         "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
@@ -281,6 +314,14 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     metrics = per_output(refs, got, ref_names, classifier)
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
+    sequence = None
+    if info.get("state"):  # a recurrent model: also streamed over the reference's sequence, its own state carried
+        with _stage("stream", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
+            seq_in, seq_ref, _ = load_samples(work.dir / "sequence.npz")
+            seq_got = stream(runner.run, seq_in, info["state"], info["inputs"])
+        seq_metrics = per_output(seq_ref, seq_got, ref_names, classifier)
+        sequence = {"steps": len(seq_in), "metrics": seq_metrics}
+        failures += [f"streamed over {len(seq_in)} calls: {f}" for f in judge(seq_metrics, tol)]
     share = (conv_info.get("delegation") or {}).get("flops_share")
     if min_delegated_flops_share is not None and share is not None and share < min_delegated_flops_share:
         left = ", ".join(f"{k} x{v}" for k, v in conv_info["delegation"]["not_delegated"].items())
@@ -297,6 +338,7 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
             "status": "failed" if failures else "passed", "where": "host-runtime",
             "reason": "; ".join(failures), "samples": len(inputs), "metrics": metrics,
             "tolerance": tol.to_dict(), "failures": failures, "accuracy": acc,
+            **({"sequence": sequence} if sequence else {}),
         },
     }
 

@@ -128,7 +128,18 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
     _check_like(verify, example, "verification_inputs")
     _check_like(calib, example, "calibration_inputs")
     labels = result.get("verification_labels")
+    state = result.get("state")
+    if state is not None:
+        outs = result.get("output_names") or []
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in state.items()):
+            raise ModelSourceError(f"{spec}: 'state' must map output names to input names, e.g. "
+                                   "{'h_out': 'h', 'c_out': 'c'}")
+        bad = [v for v in state.values() if v not in example] + [k for k in state if outs and k not in outs]
+        if bad:
+            raise ModelSourceError(f"{spec}: 'state' names {bad}, which are not the model's inputs {list(example)} "
+                                   f"or outputs {outs}", hint="give 'output_names' and name the state tensors in both")
     return ModelSource(
+        state=state,
         name=Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1],
         spec=spec, kind="torch", sha256=module_sha256(module), example=example, module=module,
         output_names=result.get("output_names"), task=result.get("task", "generic"),

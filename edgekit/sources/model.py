@@ -34,6 +34,9 @@ class ModelSource:
     verify_labels: np.ndarray | None = None  # ground truth for verify_inputs, if known
     verify_data: str = ""  # where verify_inputs came from, recorded in the manifest
     calib_inputs: list[Sample] = field(default_factory=list)
+    # A recurrent model's state, made explicit: {output name: the input it feeds on the next call}
+    # (a factory's "state"). Verified over a sequence of calls; the predictor's stream() carries it.
+    state: dict[str, str] | None = None
 
     @property
     def input_names(self) -> list[str]:
