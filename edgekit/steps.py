@@ -150,6 +150,12 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     if calibration:
         src.calib_inputs = read_calibration(calibration, src.example, src.preprocessing)
         calib_source = f"--calibration {calibration}"
+    if inputs:  # NAME=VALUE specs: that input holds the value in every sample, whatever the data said
+        from .sources.input_spec import apply_values, parse_inputs
+
+        specs = parse_inputs(inputs)
+        src.example = apply_values([src.example], specs)[0]
+        src.verify_inputs, src.calib_inputs = apply_values(src.verify_inputs, specs), apply_values(src.calib_inputs, specs)
     check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
     from .reference import degenerate, reference_outputs
 

@@ -109,3 +109,33 @@ def test_integer_inputs_of_an_onnx_model_need_real_values(tmp_path):
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["model"]["verify_data"] == f"--verify-data {tmp_path / 'real.npz'} (24 samples)"
     assert m["model"]["verify_samples"] == 24
+
+
+def test_a_control_input_gets_the_fixed_value_the_user_names(tmp_path):
+    """A sample-rate-like int input picks the model's branch: `--input sr=16000` fixes it in every
+    sample, and nothing is invented for it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("Equal", ["sr", "k16000"], ["is16k"]), helper.make_node("Mul", ["x", "two"], ["a"]),
+         helper.make_node("Neg", ["x"], ["b"]), helper.make_node("Where", ["is16k", "a", "b"], ["y"])], "vad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array([16000], np.int64), "k16000"),
+         numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    path = tmp_path / "vad.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    p = run("compile", "--model", path, "--target", "cpu", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "never invents them" in p.stderr and "--input sr=VALUE" in p.stderr, p.stderr
+    p = run("compile", "--model", path, "--target", "cpu", "--input", "sr=abc", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "'abc' is not a number" in p.stderr
+    p = run("compile", "--model", path, "--target", "cpu", "--input", "sr=16000", "--out", tmp_path / "b")
+    assert p.returncode in (0, 12), p.stderr
+    pred = edgekit.load(tmp_path / "b")
+    from edgekit.selftest import selftest_feeds
+
+    ins, refs = selftest_feeds(tmp_path / "b", pred.manifest)
+    assert all(int(s["sr"][0]) == 16000 for s in ins)  # every verification sample took the 16 kHz branch
+    np.testing.assert_allclose(refs[0]["y"], 2 * ins[0]["x"], rtol=1e-6)

@@ -90,14 +90,18 @@ def require_real_values(spec: str | None, inputs: list[str] | None, verify_data:
     from ..errors import UsageError
     from .onnx_file import resolved_shapes
 
+    from .input_spec import parse_inputs
+
     path = Path(spec)
     shapes = resolved_shapes(onnx.load(str(path), load_external_data=False), path, inputs)
-    ints = [n for n, (_, dtype) in shapes.items() if not dtype.startswith("float")]
+    fixed = {n for n, s in parse_inputs(inputs).items() if s.value is not None}
+    ints = [n for n, (_, dtype) in shapes.items() if not dtype.startswith("float") and n not in fixed]
     if ints:
         raise UsageError(f"{spec}: input(s) {ints} are {', '.join(sorted({shapes[n][1] for n in ints}))}: values such as "
                          "token ids, a sample rate or a mode flag decide what the model does, and edgekit never "
                          "invents them", hint="give real inputs: --verify-data FILE.npz (arrays named like the inputs, "
-                                              f"samples on the first axis: {', '.join(shapes)})")
+                                              f"samples on the first axis: {', '.join(shapes)}), or a fixed value for "
+                                              f"a control input: --input {ints[0]}=VALUE")
 
 
 def load_model(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> ModelSource:

@@ -4,6 +4,8 @@
     input_ids:1x128:int64        with the dtype (checked against the model's own)
     image:1x3x[320..1280]x640    a range for a dynamic dim: parsed and recorded, but edgekit
                                  compiles static shapes today, so a range is refused with that reason
+    sr=16000                     a fixed value for a control input (a sample rate, a mode flag):
+                                 every example, verification and calibration sample gets it
 
 A source whose inputs have symbolic dims (an ONNX export with dynamic axes) stops with exit 2
 naming them and showing an `--input` line to complete, instead of silently making every symbolic
@@ -14,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import UsageError, did_you_mean
 
 _DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
@@ -23,8 +27,9 @@ _DIM = re.compile(r"(?P<fixed>[0-9]+)|\[(?P<lo>[0-9]+)\.\.(?P<hi>[0-9]+)\]")
 @dataclass(frozen=True)
 class InputSpec:
     name: str
-    dims: tuple  # each an int, or (lo, hi) for a range
+    dims: tuple  # each an int, or (lo, hi) for a range; empty for a value spec
     dtype: str | None = None
+    value: float | None = None  # NAME=VALUE: the input always holds this value (shape from the model)
 
     @property
     def static(self) -> bool:
@@ -34,13 +39,25 @@ class InputSpec:
         return tuple(int(d) for d in self.dims)
 
     def text(self) -> str:
+        if self.value is not None:
+            return f"{self.name}={self.value:g}"
         dims = "x".join(str(d) if isinstance(d, int) else f"[{d[0]}..{d[1]}]" for d in self.dims)
         return f"{self.name}:{dims}" + (f":{self.dtype}" if self.dtype else "")
 
 
 def parse_input(text: str) -> InputSpec:
     """One `--input` value, or a UsageError that shows the form."""
-    form = "--input NAME:SHAPE[:DTYPE], e.g. --input image:1x3x224x224 or --input input_ids:1x128:int64"
+    form = ("--input NAME:SHAPE[:DTYPE] or NAME=VALUE, e.g. --input image:1x3x224x224, --input input_ids:1x128:int64, "
+            "--input sr=16000")
+    if "=" in text and ":" not in text.split("=", 1)[0]:
+        name, _, value = text.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"--input {text!r}: {value!r} is not a number", hint=form) from None
+        if not name or not np.isfinite(number):
+            raise UsageError(f"--input {text!r} is not NAME=VALUE with a finite number", hint=form)
+        return InputSpec(name, (), None, number)
     name, sep, rest = text.partition(":")
     if not sep or not name or not rest:
         raise UsageError(f"--input {text!r} is not NAME:SHAPE[:DTYPE]", hint=form)
@@ -83,6 +100,11 @@ def resolve_shape(model_path, name: str, dims: list, dtype: str, specs: dict[str
     fixed dims and strings (the symbolic name, or "?") for the others."""
     spec = specs.get(name)
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    if spec is not None and spec.value is not None:  # a value spec: the model's shape, which must be static
+        if symbolic:
+            raise UsageError(f"--input {spec.text()}: input {name!r} has symbolic dims ({_show(dims)}); a fixed value "
+                             "needs a fixed shape")
+        return tuple(dims)
     if spec is None:
         if symbolic:
             names = [_placeholder(dims[i], i) for i in symbolic]
@@ -107,6 +129,14 @@ def resolve_shape(model_path, name: str, dims: list, dtype: str, specs: dict[str
     if spec.dtype and spec.dtype != dtype:
         raise UsageError(f"--input {spec.text()}: the model's input {name!r} is {dtype}, not {spec.dtype}")
     return spec.shape()
+
+
+def apply_values(samples: list[dict], specs: dict[str, InputSpec]) -> list[dict]:
+    """Every sample with each NAME=VALUE input set to its value (shape and dtype kept)."""
+    fixed = {n: s.value for n, s in specs.items() if s.value is not None}
+    if not fixed:
+        return samples
+    return [{k: (np.full(a.shape, fixed[k], dtype=a.dtype) if k in fixed else a) for k, a in s.items()} for s in samples]
 
 
 def check_names(model_path, model_inputs: list[str], specs: dict[str, InputSpec]) -> None:
