@@ -12,6 +12,7 @@ Calibration and verification data must never overlap: `check_disjoint` says wher
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,23 +46,37 @@ def read_arrays(path, example: Sample, limit: int = 256, seed: int = 0) -> list[
     names = list(example)
     samples: list[Sample] = []
     for f in files:
-        if f.suffix == ".npy":
-            if len(names) != 1:
-                raise ModelSourceError(f"{f}: a .npy holds one array; this model has inputs {names}: use .npz")
-            samples += [{names[0]: a} for a in _fit(np.load(f, allow_pickle=False), example[names[0]], str(f))]
-        else:
-            with np.load(f, allow_pickle=False) as z:
-                missing = [n for n in names if n not in z.files]
-                if missing:
-                    raise ModelSourceError(f"{f}: missing arrays {missing} (it has {z.files})")
-                per_input = {n: _fit(z[n], example[n], f"{f}:{n}") for n in names}
-            counts = {len(v) for v in per_input.values()}
-            if len(counts) != 1:
-                raise ModelSourceError(f"{f}: inputs hold different numbers of samples {sorted(counts)}")
-            samples += [{n: per_input[n][i] for n in names} for i in range(counts.pop())]
+        try:
+            samples += _read_array_file(f, names, example)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            # np.load(allow_pickle=False) refuses object arrays (pickles): say so, not "step failed"
+            what = "holds Python objects (a pickle), which edgekit never loads" if "allow_pickle" in str(e) else \
+                f"is not a readable numpy file ({type(e).__name__}: {str(e)[:120]})"
+            raise ModelSourceError(f"{f} {what}; refused", hint="save plain numeric arrays: np.savez(path, name=array)") \
+                from None
     if len(samples) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
         samples = [samples[i] for i in keep]
+    return samples
+
+
+def _read_array_file(f: Path, names: list[str], example: Sample) -> list[Sample]:
+    """The samples in one .npy/.npz file, each input fitted to the example's shape and dtype."""
+    samples: list[Sample] = []
+    if f.suffix == ".npy":
+        if len(names) != 1:
+            raise ModelSourceError(f"{f}: a .npy holds one array; this model has inputs {names}: use .npz")
+        samples += [{names[0]: a} for a in _fit(np.load(f, allow_pickle=False), example[names[0]], str(f))]
+    else:
+        with np.load(f, allow_pickle=False) as z:
+            missing = [n for n in names if n not in z.files]
+            if missing:
+                raise ModelSourceError(f"{f}: missing arrays {missing} (it has {z.files})")
+            per_input = {n: _fit(z[n], example[n], f"{f}:{n}") for n in names}
+        counts = {len(v) for v in per_input.values()}
+        if len(counts) != 1:
+            raise ModelSourceError(f"{f}: inputs hold different numbers of samples {sorted(counts)}")
+        samples += [{n: per_input[n][i] for n in names} for i in range(counts.pop())]
     return samples
 
 

@@ -92,3 +92,21 @@ def test_unwritable_out_and_json_are_usage_errors_before_any_work(tiny_bundle, t
         assert opt in err and "cannot write there" in err, err
         assert "[edgekit]" not in p.stderr  # refused before any work started: no result lost
     assert snapshot(tmp_path) == before and not list(unwritable.glob("edgekit-*"))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_numpy_data_holding_a_pickle_is_refused_and_never_unpickled(tmp_path, suffix):
+    """--verify-data and --calibration read numpy files with allow_pickle=False; an object array (a
+    pickle inside the .npy/.npz) is refused by name, exit 3, and its payload never runs."""
+    from attack import Payload
+
+    from conftest import TINY_CNN
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / f"data{suffix}"
+    arr = np.array([Payload(marker)], dtype=object)
+    np.save(evil, arr, allow_pickle=True) if suffix == ".npy" else np.savez(evil, pixels=arr)
+    for opt in ("--verify-data", "--calibration"):
+        p = edgekit_cli("compile", "--model", f"{TINY_CNN}:make", "--target", "cpu", opt, evil, "--out", tmp_path / "b")
+        assert "holds Python objects (a pickle), which edgekit never loads" in one_line_error(p, 3)
+    assert not marker.exists()
