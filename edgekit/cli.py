@@ -577,7 +577,8 @@ def _add_device_opts(p):
 def _add_input_opt(p):
     p.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
                    help="an .onnx model input's shape, e.g. image:1x3x640x640 or input_ids:1x128:int64 (repeat per "
-                        "input); required for inputs with symbolic dims, which edgekit never sets to a made-up size")
+                        "input); required for inputs with symbolic dims, which edgekit never sets to a made-up size; "
+                        "or NAME=VALUE, a fixed value for a control input (e.g. sr=16000)")
 
 
 def _add_history_opts(p):
