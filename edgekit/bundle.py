@@ -10,7 +10,9 @@ sha256 against the manifest before anything runs it.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -177,7 +179,7 @@ class BundleWriter:
             raise
         # What interrupted runs left beside OUT (staging folders, a bundle moved aside): named to the
         # user, never removed: this run removes only what it made.
-        esc = glob_escape(self.out.name)
+        esc = glob.escape(self.out.name)
         self.leftovers = sorted(p for p in [*self.out.parent.glob(f"{esc}.*{PARTIAL_SUFFIX}"),
                                             *self.out.parent.glob(f"{esc}.old-*")] if p != self.stage)
 
@@ -228,12 +230,6 @@ class BundleWriter:
         self.lock.release()
 
 
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
-
-
 def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, check_hash: bool = True) -> Path:
     """The file a manifest lists, inside the bundle, of the listed size and (check_hash) sha256;
     else BundleError saying which. Every reader of a bundle file goes through here."""
@@ -253,17 +249,27 @@ def check_listed_file(root: Path, ident: str, rel: str, sha256: str, size: int, 
 MAX_MANIFEST_BYTES = 32 << 20  # a real manifest is tens of KB; a bigger one is refused unread
 
 
+class _TooLarge(ValueError):
+    pass
+
+
+def _bounded_json(path: Path):
+    """A JSON file's value, refusing one over MAX_MANIFEST_BYTES unread (_TooLarge) and nesting
+    deeper than the parser's stack (RecursionError); OSError when it cannot be read."""
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise _TooLarge(f"{path} is {path.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES >> 20} MiB a manifest "
+                        "may have; refused unread")
+    return json.loads(path.read_bytes())
+
+
 def read_manifest(mpath: Path) -> Manifest:
     """Parse and check a manifest file: size-bounded, schema first, every name checked (ManifestError),
     nesting bounded (RecursionError) — a malformed one is a one-line BundleError, never a traceback."""
-    import json
-
     mpath = Path(mpath)
     try:
-        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{mpath} is {mpath.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES >> 20} MiB "
-                              "a manifest may have; refused unread")
-        raw = json.loads(mpath.read_bytes())
+        raw = _bounded_json(mpath)
+    except _TooLarge as e:
+        raise BundleError(str(e)) from None
     except (ValueError, RecursionError) as e:
         raise BundleError(f"{mpath} is not valid JSON: {type(e).__name__}: {str(e)[:160]}") from None
     except OSError as e:
@@ -281,12 +287,8 @@ def read_manifest(mpath: Path) -> Manifest:
 def is_edgekit_manifest(path: Path, schema: str = SCHEMA) -> bool:
     """True when `path` is a JSON object whose schema is edgekit's: the only marker that lets --out
     replace an existing folder."""
-    import json
-
     try:
-        if not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
-            return False
-        raw = json.loads(path.read_bytes())
+        raw = _bounded_json(path) if path.is_file() else None
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(raw, dict) and raw.get("schema") == schema
@@ -303,7 +305,7 @@ def open_bundle(bundle_dir, check_hashes: bool = True, check_files: bool = True)
                           hint="run the compile again; its logs/ folder says where it stopped")
     mpath = d / MANIFEST
     if not d.is_dir():
-        olds = sorted(d.parent.glob(f"{glob_escape(d.name)}.old-*"))
+        olds = sorted(d.parent.glob(f"{glob.escape(d.name)}.old-*"))
         if olds:
             raise BundleError(f"no bundle at {d}: a compile was interrupted while replacing it; the previous "
                               f"complete bundle is at {olds[-1]}", hint=f"mv {olds[-1]} {d}")

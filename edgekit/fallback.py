@@ -149,19 +149,10 @@ class FallbackPredictor:
         return None
 
     def _activate_from(self, start: int, reason: str) -> None:
-        prev = self.active if self._index >= 0 else None
-        for i in range(start, len(self.candidates)):
-            art = self.candidates[i]
-            why = self._try_load(art) if art.id not in self._runners else None
-            if why is None:
-                self._index, self._calls_since_switch = i, 0
-                self._latency.clear()
-                self._event(prev, art.id, reason)
-                return
-            self.counters[f"unusable:{art.id}"] += 1
-            self._event(art.id, None, f"skipped: {why}")
-            if self.policy.strict:
-                raise ArtifactFailed(f"{art.id}: {why} (strict mode: no fallback)")
+        nxt = self._next_ready(start)
+        if nxt is not None:
+            self._make_active(nxt, reason)
+            return
         if self._missing and len(self._missing) == len(self.candidates) - start:
             first = self._missing[0]
             raise ToolchainMissing("no runtime for any artifact of this bundle is installed: "
@@ -171,7 +162,7 @@ class FallbackPredictor:
 
     def _next_ready(self, start: int) -> int | None:
         """Index of the first artifact from `start` on that is loaded and self-tested (loading it now
-        if needed), or None."""
+        if needed), or None. Strict mode raises at the first one that cannot serve."""
         for j in range(start, len(self.candidates)):
             art = self.candidates[j]
             if art.id in self._runners:
@@ -181,7 +172,15 @@ class FallbackPredictor:
                 return j
             self.counters[f"unusable:{art.id}"] += 1
             self._event(art.id, None, f"skipped: {why}")
+            if self.policy.strict:
+                raise ArtifactFailed(f"{art.id}: {why} (strict mode: no fallback)")
         return None
+
+    def _make_active(self, i: int, reason: str) -> None:
+        prev = self.active if self._index >= 0 else None
+        self._index, self._calls_since_switch = i, 0
+        self._latency.clear()
+        self._event(prev, self.candidates[i].id, reason)
 
     def _blame(self, failed: list[tuple[int, str]], answered_by: int) -> None:
         """The artifacts that failed on an input another one answered are dropped (reloaded and
@@ -190,10 +189,7 @@ class FallbackPredictor:
         for j, why in failed:
             self._runners.pop(self.candidates[j].id, None)
             self._event(self.candidates[j].id, None, why)
-        art = self.candidates[answered_by]
-        self._index, self._calls_since_switch = answered_by, 0
-        self._latency.clear()
-        self._event(prev, art.id, f"fallback after {prev}: {failed[0][1]}")
+        self._make_active(answered_by, f"fallback after {prev}: {failed[0][1]}")
 
     def _too_slow(self, why: str) -> None:
         """Latency over budget: move to the next ready artifact, if there is one (the slow one still
@@ -214,10 +210,7 @@ class FallbackPredictor:
             art = self.candidates[i]
             why = self._try_load(art, require_selftest=True)  # re-admitted only by passing it again
             if why is None:
-                frm = self.active
-                self._index, self._calls_since_switch = i, 0
-                self._latency.clear()
-                self._event(frm, art.id, "re-probe passed: restored")
+                self._make_active(i, "re-probe passed: restored")
                 return
             self._event(art.id, None, f"re-probe failed: {why}")
         self._calls_since_switch = 0
