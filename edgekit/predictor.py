@@ -64,9 +64,11 @@ class Stream:
         s.reset()                      # a new sequence
     """
 
-    def __init__(self, predictor, state: dict[str, str]):
-        self.predictor, self.state_map = predictor, dict(state)
-        self._specs = {s.name: s for s in predictor.inputs}
+    def __init__(self, run, inputs: list[TensorSpec], state: dict[str, str]):
+        """run(feeds) -> outputs: a predictor's predict, a runner's run (verification streams artifacts
+        with this class too) or the reference model; inputs: the model's input specs."""
+        self.run, self.state_map = run, dict(state)
+        self._specs = {s.name: s for s in inputs}
         self.reset()
 
     def reset(self) -> None:
@@ -77,7 +79,7 @@ class Stream:
         if carried:
             raise InputError(f"input(s) {carried} are the model's state, carried by the stream; pass only "
                              f"{[n for n in self._specs if n not in self.state]} (reset() starts a new sequence)")
-        out = self.predictor.predict({**inputs, **self.state})
+        out = self.run({**inputs, **self.state})
         self.state = {inp: np.asarray(out[o]).astype(self._specs[inp].dtype) for o, inp in self.state_map.items()}
         return out
 
@@ -87,7 +89,7 @@ def stream_of(predictor) -> Stream:
     if not state:
         raise InputError(f"{predictor.manifest.model.get('name')} has no explicit state (a factory's 'state'), so "
                          "there is nothing to carry between calls; call predict()")
-    return Stream(predictor, state)
+    return Stream(predictor.predict, predictor.inputs, state)
 
 
 class Predictor:

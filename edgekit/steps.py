@@ -106,28 +106,14 @@ SEQUENCE_STEPS = 50  # calls a stateful model is streamed over, in verification
 def _sequence_reference(src) -> tuple[list, list]:
     """SEQUENCE_STEPS calls of the reference with its state carried from each call's outputs to the
     next call's inputs, starting from zeros; call t's other inputs are verification sample t (cycled)."""
+    from .predictor import Stream
+
     fed = set(src.state.values())
-    state = {n: np.zeros_like(src.example[n]) for n in fed}
-    steps_in, steps_out = [], []
-    for t in range(SEQUENCE_STEPS):
-        step = {k: v for k, v in src.verify_inputs[t % len(src.verify_inputs)].items() if k not in fed}
-        out = _reference_outputs(src, [{**step, **state}])[0]
-        steps_in.append(step)
-        steps_out.append(out)
-        state = {inp: out[o] for o, inp in src.state.items()}
-    return steps_in, steps_out
-
-
-def stream(run, steps_in: list[dict], state_map: dict[str, str], example_specs: list[dict]) -> list[dict]:
-    """Run `run(feeds)` over a sequence, carrying state outputs into the next call's inputs."""
-    specs = {t["name"]: t for t in example_specs}
-    state = {inp: np.zeros(specs[inp]["shape"], specs[inp]["dtype"]) for inp in state_map.values()}
-    outs = []
-    for step in steps_in:
-        out = run({**step, **state})
-        outs.append(out)
-        state = {inp: np.asarray(out[o]).astype(specs[inp]["dtype"]) for o, inp in state_map.items()}
-    return outs
+    steps_in = [{k: v for k, v in src.verify_inputs[t % len(src.verify_inputs)].items() if k not in fed}
+                for t in range(SEQUENCE_STEPS)]
+    s = Stream(lambda feeds: _reference_outputs(src, [feeds])[0],
+               [TensorSpec.of(k, v) for k, v in src.example.items()], src.state)
+    return steps_in, [s.step(x) for x in steps_in]
 
 
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
@@ -323,8 +309,11 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     sequence = None
     if info.get("state"):  # a recurrent model: also streamed over the reference's sequence, its own state carried
         with _stage("stream", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
+            from .predictor import Stream
+
             seq_in, seq_ref, _ = load_samples(work.dir / "sequence.npz")
-            seq_got = stream(runner.run, seq_in, info["state"], info["inputs"])
+            s = Stream(runner.run, [_TS.from_dict(t) for t in info["inputs"]], info["state"])
+            seq_got = [s.step(x) for x in seq_in]
         seq_metrics = per_output(seq_ref, seq_got, ref_names, classifier)
         sequence = {"steps": len(seq_in), "metrics": seq_metrics}
         failures += [f"streamed over {len(seq_in)} calls: {f}" for f in judge(seq_metrics, tol)]
