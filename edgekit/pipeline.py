@@ -230,10 +230,10 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
 
         check_stage(distill["teacher"], spec, weights, distill.get("data"),
                     **{k: distill.get(k) for k in ("seeds", "epochs", "steps")})
-    preflight(spec, weights, inputs)  # unsafe files, symbolic dims without --input: before any output
+    onnx_shapes = preflight(spec, weights, inputs)  # unsafe files, symbolic dims without --input: before any output
     if verify_data and not Path(verify_data).exists():
         raise UsageError(f"--verify-data {verify_data}: no such file or folder")
-    require_real_values(spec, inputs, verify_data)
+    require_real_values(spec, onnx_shapes, inputs, verify_data)
     if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
         raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
                          "options", hint="add --precision int8")

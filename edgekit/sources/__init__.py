@@ -18,11 +18,12 @@ from .model import ModelSource
 DEFAULT_MODEL = "builtin:digits"
 
 
-def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> None:
+def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> dict | None:
     """Cheap checks before any work starts (and before any progress is printed): the file exists,
     no pickle in it would run code, ONNX external data stays in its folder, a built-in exists.
     Needs no torch; the loaders repeat the safety checks, so this is a fast path, not the guard.
-    inputs: `--input NAME:SHAPE[:DTYPE]` specs (ONNX sources; symbolic dims need one)."""
+    inputs: `--input NAME:SHAPE[:DTYPE]` specs (ONNX sources; symbolic dims need one). Returns an
+    .onnx source's resolved input shapes ({name: (shape, dtype)}), else None."""
     from .safety import check_onnx_file, check_pickle_file, check_pt2
 
     spec = spec or DEFAULT_MODEL
@@ -62,13 +63,11 @@ def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | 
     if suffix in (".pt", ".pth"):
         raise ModelSourceError(f"{spec} holds weights only; edgekit needs code that builds the module",
                                hint=f"--model your_model.py:factory --weights {spec}")
+    shapes = None
     if suffix == ".onnx":
-        check_onnx_file(path)
-        import onnx
-
         from .onnx_file import resolved_shapes
 
-        resolved_shapes(onnx.load(str(path), load_external_data=False), path, inputs)  # symbolic dims need --input
+        shapes = resolved_shapes(check_onnx_file(path), path, inputs)  # symbolic dims need --input
     if ":" in spec and suffix not in (".onnx", ".pt2", ".pt", ".pth"):
         target = spec.rpartition(":")[0]
         if target.endswith(".py") and not Path(target).is_file():
@@ -77,23 +76,18 @@ def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | 
         if not Path(weights).is_file():
             raise ModelSourceError(f"weights file not found: {weights}")
         check_pickle_file(Path(weights))
+    return shapes
 
 
-def require_real_values(spec: str | None, inputs: list[str] | None, verify_data: str | None) -> None:
+def require_real_values(spec: str, shapes: dict | None, inputs: list[str] | None, verify_data: str | None) -> None:
     """An .onnx model's integer or bool inputs (token ids, a sample rate, a mode flag) decide what the
     model does: without --verify-data, compile stops instead of inventing their values (a sample-rate
     input once got a random value, took the wrong branch, and the reference crashed)."""
-    if not spec or Path(spec).suffix.lower() != ".onnx" or verify_data:
+    if not shapes or verify_data:  # shapes: preflight's, for an .onnx source
         return
-    import onnx
-
     from ..errors import UsageError
-    from .onnx_file import resolved_shapes
-
     from .input_spec import parse_inputs
 
-    path = Path(spec)
-    shapes = resolved_shapes(onnx.load(str(path), load_external_data=False), path, inputs)
     fixed = {n for n, s in parse_inputs(inputs).items() if s.value is not None}
     ints = [n for n, (_, dtype) in shapes.items() if not dtype.startswith("float") and n not in fixed]
     if ints:

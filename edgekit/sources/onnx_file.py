@@ -51,13 +51,7 @@ def resolved_shapes(model, path: Path, inputs: list[str] | None) -> dict[str, tu
 
 
 def load_onnx(path: Path, inputs: list[str] | None = None) -> ModelSource:
-    import onnx
-
-    check_onnx_file(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ModelSourceError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+    model = check_onnx_file(path)  # parsed once: refused here if unreadable or unsafe
     example = {}
     for name, (shape, dtype) in resolved_shapes(model, path, inputs).items():
         example[name] = np.zeros(shape, dtype=dtype) if dtype != "float32" else \

@@ -332,9 +332,10 @@ def _onnx_tensors(model):
         yield from _tensors_of_nodes(f.node)
 
 
-def check_onnx_file(model_path: Path) -> None:
+def check_onnx_file(model_path: Path):
     """Refuse an ONNX file whose external data escapes its folder (any tensor, sparse or in a
-    subgraph) or whose declared inputs are absurdly large — before anything allocates or reads them."""
+    subgraph) or whose declared inputs are absurdly large — before anything allocates or reads them.
+    Returns the parsed model (external data not loaded), so callers need not parse it again."""
     import onnx
 
     try:
@@ -366,6 +367,7 @@ def check_onnx_file(model_path: Path) -> None:
             raise UnsafeModelError(f"{model_path}: tensor {t.name[:80]!r} reads bytes {offset}..{offset + length} of "
                                    f"{loc[:120]!r}, which has {target.stat().st_size}; refused")
     check_onnx_inputs(model, model_path)
+    return model
 
 
 def check_onnx_inputs(model, model_path: Path) -> None:
