@@ -9,6 +9,7 @@ toolchain's own tables), and a line here naming the toolchains it needs (edgekit
 from __future__ import annotations
 
 import importlib
+import re
 
 # converter name -> (module, toolchains it needs, artifact format, file suffix, needs the ONNX export)
 CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
@@ -28,12 +29,41 @@ CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
 }
 
 
+# How a converter's artifacts take a model's dynamic dims: "dynamic" keeps them symbolic with their
+# bounds; "try" does where the toolchain can lower the model's ops so (litert-torch takes convolutions
+# but not a symbolic reshape; onnx2tf most graphs), else falls back to shape buckets; a converter not
+# listed always builds buckets: one static artifact per verification shape (edgekit.steps.build_buckets).
+# Verification at every shape decides either way.
+SHAPE_SUPPORT = {"onnx-ort": "dynamic", "tensorrt": "dynamic", "executorch": "dynamic", "torchscript": "dynamic",
+                 "coreml": "dynamic", "litert": "try", "tfjs": "try"}
+
+
 def torch_args(sample: dict) -> tuple:
     """One sample as the positional tensors a PyTorch module takes (contiguous, owned memory)."""
     import numpy as np
     import torch
 
     return tuple(torch.from_numpy(np.ascontiguousarray(a).copy()) for a in sample.values())
+
+
+def torch_dynamic_shapes(example: dict, dims) -> tuple | None:
+    """torch.export's `dynamic_shapes` for the positional inputs: one torch.export.Dim per dynamic dim
+    (shared by every input that has it), with its bounds; None when every shape is static.
+    dims: DynamicDims, or their manifest dicts (work.info["dynamic"])."""
+    if not dims:
+        return None
+    from torch.export import Dim
+
+    from ..sources.dynamic import DynamicDim
+
+    dims = [d if isinstance(d, DynamicDim) else DynamicDim.from_dict(d) for d in dims]
+    per_input: dict[str, dict] = {n: {} for n in example}
+    for d in dims:
+        ident = re.sub(r"\W", "_", d.name)
+        sym = Dim(ident if ident.isidentifier() else f"d_{ident}", min=d.lo, max=d.hi)
+        for n, axis in d.uses:
+            per_input[n][axis] = sym
+    return tuple(per_input[n] or None for n in example)
 
 
 def torch_source(work, converter: str):
@@ -44,6 +74,12 @@ def torch_source(work, converter: str):
     src = load_model(work.info["source"], work.info.get("weights"))
     if src.kind != "torch":
         raise ValueError(f"the {converter} converter takes a PyTorch model (this source is ONNX)")
+    if work.point:  # one static shape bucket of a dynamic model: its example and calibration at that shape
+        from ..sources.dynamic import at_point
+
+        src.example = at_point(src.example, src.dynamic, work.point)
+        src.calib_inputs = [at_point(s, src.dynamic, work.point) for s in src.calib_inputs]
+        src.dynamic = []
     return src
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import torch_args, torch_source
+from . import torch_args, torch_dynamic_shapes, torch_source
 from .pt2e import has_convolutions, int8_step
 
 
@@ -158,8 +158,12 @@ def convert(work, candidate, out_path: Path) -> dict:
     from executorch.exir import to_edge_transform_and_lower
 
     src = torch_source(work, "ExecuTorch")
+    # Dynamic dims stay symbolic with their bounds (torch.export.Dim); XNNPACK resizes its
+    # subgraphs to each call's shapes, within the bounds the program was lowered with.
+    dynamic_shapes = torch_dynamic_shapes(src.example, src.dynamic)
     module, _, qinfo = int8_step(work, src, candidate, "ExecuTorch", src.module, src.example, _quantizer,
-                                 dynamic_unsupported=has_convolutions, mixed_precision=MIXED_UNSUPPORTED)
+                                 dynamic_unsupported=has_convolutions, mixed_precision=MIXED_UNSUPPORTED,
+                                 dynamic_shapes=dynamic_shapes)
     info: dict = {"name": "executorch", "backend": "xnnpack", **qinfo}
     if candidate.precision == "fp16":
         module = _float16_inside(module)
@@ -167,7 +171,7 @@ def convert(work, candidate, out_path: Path) -> dict:
                         "compute": "float16 (XNNPACK; native on Arm CPUs with float16, emulated on x86-64)",
                         "io": "float32"}
     with torch.no_grad():
-        exported = torch.export.export(module, torch_args(src.example))
+        exported = torch.export.export(module, torch_args(src.example), dynamic_shapes=dynamic_shapes)
     if candidate.precision == "fp16" and has_convolutions(exported.graph_module):
         # ExecuTorch's XNNPACK conv2d serializer defines filters and biases with force_fp32=True
         # (backends/xnnpack/operators/op_conv2d.py): float16 conv weights are written float32 and

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import torch_args, torch_source
+from . import torch_args, torch_dynamic_shapes, torch_source
 from .pt2e import int8_step
 
 
@@ -46,8 +46,15 @@ def convert(work, candidate, out_path: Path) -> dict:
         example = to_artifact(example)
         info["layout"] = "NHWC"
         info["input_layout"] = {n: "NHWC" for n in nhwc}
+    # Dynamic dims stay symbolic where litert-torch can lower the ops around them (convolutions, pooling
+    # and linear layers can; a symbolic reshape, e.g. an embedding lookup's, cannot): otherwise convert
+    # raises and the caller builds shape buckets (edgekit.steps.build_candidate).
+    dynamic_shapes = torch_dynamic_shapes(src.example, src.dynamic)
+    if dynamic_shapes and nhwc:
+        raise ValueError("channel-last inputs (--layout nhwc) with dynamic dims: litert-torch's layout wrapper "
+                         "takes static shapes")
     module, quantizer, qinfo = int8_step(work, src, candidate, "LiteRT", module, example, _quantizer, to_artifact,
-                                         fold_quantize=False)
+                                         fold_quantize=False, dynamic_shapes=dynamic_shapes)
     info.update(qinfo)
     config = QuantConfig(pt2e_quantizer=quantizer) if quantizer else None
     if candidate.precision == "fp16":
@@ -58,12 +65,13 @@ def convert(work, candidate, out_path: Path) -> dict:
                         "compute": "float32 on CPU kernels; float16 on GPU and on XNNPACK with native float16 "
                                    "(e.g. Armv8.2-A phones)", "io": "float32"}
     with torch.no_grad():
-        model = litert_torch.convert(module, torch_args(example), quant_config=config)
+        model = litert_torch.convert(module, torch_args(example), quant_config=config, dynamic_shapes=dynamic_shapes)
     model.export(str(out_path))
     from edgekit.runtimes.litert import delegation_coverage
 
     try:
-        info["delegation"] = delegation_coverage(out_path)  # what the XNNPACK delegate takes at load time
+        # what the XNNPACK delegate takes at load time (at the example's shapes, for dynamic dims)
+        info["delegation"] = delegation_coverage(out_path, [a.shape for a in example.values()])
     except Exception as e:  # noqa: BLE001 — a metric (private interpreter API); never lose the artifact over it
         info["delegation"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     return info

@@ -25,13 +25,15 @@ def _all_values(graph):
         yield from (o for o in node.outputs)
 
 
-def export_onnx(module, example: dict, output_names: list[str] | None, path: Path) -> dict:
+def export_onnx(module, example: dict, output_names: list[str] | None, path: Path, dynamic=None) -> dict:
+    """dynamic: the source's DynamicDims; those axes stay symbolic in the ONNX graph."""
     import onnx_ir as ir
     import torch
 
-    from . import torch_args
+    from . import torch_args, torch_dynamic_shapes
 
-    program = torch.onnx.export(module, torch_args(example), dynamo=True, external_data=False, optimize=True)
+    program = torch.onnx.export(module, torch_args(example), dynamo=True, external_data=False, optimize=True,
+                                dynamic_shapes=torch_dynamic_shapes(example, dynamic))
     model = program.model
     g = model.graph
     for value, name in zip(g.inputs, example):

@@ -231,13 +231,15 @@ def has_convolutions(graph_module) -> str | None:
 
 
 def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
-             fold_quantize: bool = True, dynamic_unsupported=None, mixed_precision: str | None = None):
+             fold_quantize: bool = True, dynamic_unsupported=None, mixed_precision: str | None = None,
+             dynamic_shapes=None):
     """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
     toolchain's own quantizer, so its observers and kernels match the backend that runs the model.
     dynamic_unsupported(exported graph) -> reason or None: where the backend cannot run dynamic INT8,
     a static result below the tolerance ships with that reason recorded (held-out verification then
     decides) instead of an artifact that would crash. mixed_precision: None, or why this backend
-    cannot take the mixed-precision search's graphs (recorded, the search is skipped)."""
+    cannot take the mixed-precision search's graphs (recorded, the search is skipped). dynamic_shapes:
+    torch.export's, for a model with dynamic dims (the quantized graph keeps them symbolic)."""
     import copy
 
     import torch
@@ -254,7 +256,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     samples = [torch_args(s) for s in calib]
 
     def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False):
-        exported = torch.export.export(module, torch_args(example)).module()
+        exported = torch.export.export(module, torch_args(example), dynamic_shapes=dynamic_shapes).module()
         quantizer = make_quantizer(dynamic)
         prepared = prepare_pt2e(exported, float_only(quantizer, keep_float))
         with torch.no_grad():

@@ -3,7 +3,9 @@
 A TensorRT engine is specific to the GPU and the TensorRT version that built it, so it is built
 on the device (`python -m edgekit build BUNDLE`, edgekit.device_build). `compile` prepares
 what that build needs and checks what can be checked without TensorRT:
-- a TensorRT-ready ONNX: constants folded (onnxscript's optimizer), static shapes checked, and for
+- a TensorRT-ready ONNX: constants folded (onnxscript's optimizer), shapes checked (a symbolic dim
+  must be one of the model's dynamic dims: its bounds become the engine's optimization profile,
+  min/opt/max per input, recorded in the manifest and used by the device build), and for
   FP16 the weights and arithmetic cast to float16 with float32 inputs/outputs (ONNX Runtime's
   float16 converter). TensorRT 11 builds strongly typed networks only (BuilderFlag.FP16 is gone),
   so precision is decided in the ONNX itself; TensorRT 10 (JetPack 6) takes the same file with the
@@ -32,10 +34,12 @@ def convert(work, candidate, out_path: Path) -> dict:
     model = ir.load(str(work.onnx_path))
     onnxscript.optimizer.optimize(model)  # constant folding + dead code: TensorRT parses less
     proto = ir.to_proto(model)
+    profile = optimization_profile(work.info)
     dynamic = [f"{i.name}[{d}]" for i in proto.graph.input for d, dim in enumerate(i.type.tensor_type.shape.dim)
-               if not dim.dim_value]
+               if not dim.dim_value and i.name not in profile]
     if dynamic:
-        raise ValueError(f"TensorRT-ready ONNX needs static shapes; dynamic: {dynamic}")
+        raise ValueError(f"TensorRT-ready ONNX: dims {dynamic} are symbolic but not among the model's dynamic dims "
+                         "(no bounds for an optimization profile)")
     if candidate.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -58,8 +62,22 @@ def convert(work, candidate, out_path: Path) -> dict:
         "host_check": host_check(work, out_path),
         "deferred": {"step": "tensorrt-engine", "engine": engine, "command": BUILD_COMMAND,
                      "why": "a TensorRT engine is specific to the GPU and TensorRT version that build it; "
-                            "it is built on the device"},
+                            "it is built on the device", **({"profile": profile} if profile else {})},
+        **({"profile": profile} if profile else {}),
     }
+
+
+def optimization_profile(info: dict) -> dict[str, dict[str, list[int]]]:
+    """{input: {"min", "opt", "max": shape}} for the inputs with dynamic dims (model.dynamic's bounds;
+    opt is the example's shape, which is what the profile's kernels are timed at); {} when static."""
+    profile: dict[str, dict[str, list[int]]] = {}
+    for t in info["inputs"]:
+        ranges = {a: (lo, hi) for a, _, lo, hi in t.get("dynamic") or ()}
+        if ranges:
+            profile[t["name"]] = {"min": [ranges[i][0] if i in ranges else s for i, s in enumerate(t["shape"])],
+                                  "opt": list(t["shape"]),
+                                  "max": [ranges[i][1] if i in ranges else s for i, s in enumerate(t["shape"])]}
+    return profile
 
 
 def host_check(work, onnx_path: Path) -> dict:
@@ -73,14 +91,22 @@ def host_check(work, onnx_path: Path) -> dict:
     inputs, refs, _ = work.samples("verify")
     got = [dict(zip(names, sess.run(names, s))) for s in inputs]
     classifier = work.info["task"] == "classification"
+    shapes = []
+    for sp in work.info.get("verify_shapes") or []:  # dynamic dims: the profile's other shapes too
+        from edgekit.steps import load_samples
+
+        s_in, s_ref, _ = load_samples(work.dir / sp["file"])
+        s_got = [dict(zip(names, sess.run(names, x))) for x in s_in]
+        shapes.append({"label": sp["label"], "samples": len(s_in), "metrics": per_output(s_ref, s_got, list(s_ref[0]), classifier)})
     return {"runtime": f"onnxruntime {ort.__version__} CPU",
-            "metrics": per_output(refs, got, list(refs[0]), classifier)}
+            "metrics": per_output(refs, got, list(refs[0]), classifier), **({"shapes": shapes} if shapes else {})}
 
 
 def build_engine(onnx_path: str, engine_path: str, timing_cache: str | None = None,
-                 workspace_bytes: int = WORKSPACE_BYTES) -> dict:
+                 workspace_bytes: int = WORKSPACE_BYTES, profile: dict | None = None) -> dict:
     """TensorRT builder on this machine's GPU: parse the ONNX, build a serialized engine, keep the
-    timing cache (builds after the first reuse it). Runs in a child process (edgekit.isolate)."""
+    timing cache (builds after the first reuse it). Runs in a child process (edgekit.isolate).
+    profile: {input: {"min", "opt", "max": shape}} for dynamic dims (optimization_profile)."""
     import time
 
     from edgekit import deps
@@ -99,6 +125,11 @@ def build_engine(onnx_path: str, engine_path: str, timing_cache: str | None = No
         raise RuntimeError("TensorRT's ONNX parser refused the model: " + "; ".join(errors[:5]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if profile:  # one optimization profile covering every dynamic input's bounds
+        p = builder.create_optimization_profile()
+        for name, s in profile.items():
+            p.set_shape(name, min=tuple(s["min"]), opt=tuple(s["opt"]), max=tuple(s["max"]))
+        config.add_optimization_profile(p)
     cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).exists() else b""
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -112,7 +143,8 @@ def build_engine(onnx_path: str, engine_path: str, timing_cache: str | None = No
     if timing_cache:
         Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"tensorrt": trt.__version__, "build_s": round(time.perf_counter() - t0, 1),
-            "engine_bytes": Path(engine_path).stat().st_size, "network_flags": flags}
+            "engine_bytes": Path(engine_path).stat().st_size, "network_flags": flags,
+            **({"profile": profile} if profile else {})}
 
 
 def preflight(ctx) -> dict:

@@ -93,13 +93,17 @@ def convert(work, candidate, out_path: Path) -> dict:
 
         raise ToolchainMissing("the TF.js converter (onnx2tf + tensorflowjs in .venv-tfjs) is not installed",
                                hint=deps.TOOLCHAINS["tfjs-converter"].install)
-    prepared, notes = work.dir / "tfjs-input.onnx", work.dir / "tfjs-input.json"
-    if not prepared.exists():  # once per compile, like the SavedModel
+    # Once per compile (per shape bucket), like the SavedModel: every precision reuses them.
+    stem = work.onnx_path.stem  # "source", or "source-H32-W32" for a shape bucket
+    prepared, notes = work.dir / f"tfjs-{stem}.onnx", work.dir / f"tfjs-{stem}.json"
+    if not prepared.exists():
         notes.write_text(json.dumps(prepare_onnx(work.onnx_path, prepared)))
     rewritten = json.loads(notes.read_text())
     keep = [t["name"] for t in work.info["inputs"] if len(t["shape"]) in (3, 5)]  # onnx2tf refuses others
-    cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / "tf-saved-model"),
-           "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else [])
+    hints = [f"{t['name']}:{','.join(map(str, t['shape']))}" for t in work.info["inputs"] if t.get("dynamic")]
+    cmd = [py, str(CHILD), "--onnx", str(prepared), "--saved-model", str(work.dir / f"tf-saved-model-{stem}"),
+           "--out", str(out_path), "--quant", QUANT[candidate.precision]] + (["--keep-layout", *keep] if keep else []) \
+        + (["--shape-hints", *hints] if hints else [])
     # TF_ENABLE_ONEDNN_OPTS=0: with oneDNN on, grappler fuses LayerNorm into _MklLayerNorm, which TF.js lacks
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1",
            "TF_ENABLE_ONEDNN_OPTS": "0"}

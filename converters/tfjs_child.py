@@ -37,7 +37,10 @@ def _no_downloads(workdir: Path) -> None:
     np.save(workdir / name, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
 
 
-def saved_model(onnx_path: str, out_dir: Path, keep_layout: list[str]) -> dict:
+def saved_model(onnx_path: str, out_dir: Path, keep_layout: list[str], shape_hints: list[str] | None = None) -> dict:
+    """shape_hints: ["NAME:1,32", ...], the example's sizes of inputs with symbolic dims. onnx2tf then
+    keeps those dims dynamic and still infers the graph's inner shapes right: without them it built
+    a text model whose matmul failed at run time (measured: onnx2tf 1.29, a mean-pooled embedding)."""
     if (out_dir / "saved_model.pb").is_file():
         return {"saved_model": "reused"}
     import onnx2tf
@@ -51,7 +54,7 @@ def saved_model(onnx_path: str, out_dir: Path, keep_layout: list[str]) -> dict:
         onnx2tf.convert(input_onnx_file_path=onnx_path, output_folder_path=str(tmp / "sm"),
                         output_signaturedefs=True, not_use_onnxsim=True, non_verbose=True,
                         keep_ncw_or_nchw_or_ncdhw_input_names=keep_layout or None,
-                        copy_onnx_input_output_names_to_tflite=True)
+                        copy_onnx_input_output_names_to_tflite=True, shape_hints=shape_hints or None)
     finally:
         os.chdir(cwd)
     if not (tmp / "sm" / "saved_model.pb").is_file():
@@ -93,7 +96,8 @@ def io_map(onnx_path: str, sig: dict) -> dict:
     import onnx
 
     g = onnx.load(onnx_path, load_external_data=False).graph
-    dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    # a symbolic dim is None, as the SavedModel signature shows it
+    dims = lambda v: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]  # noqa: E731
     outputs = {}
     for i, o in enumerate(g.output):
         key = f"output_{i}" if f"output_{i}" in sig["outputs"] else o.name
@@ -171,8 +175,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--quant", choices=sorted(QUANT_MAPS), default="none")
     ap.add_argument("--keep-layout", nargs="*", default=[])
+    ap.add_argument("--shape-hints", nargs="*", default=[])
     a = ap.parse_args()
-    info = saved_model(a.onnx, a.saved_model, a.keep_layout)
+    info = saved_model(a.onnx, a.saved_model, a.keep_layout, a.shape_hints)
     info["signature"] = signature(a.saved_model)
     info["io"] = io_map(a.onnx, info["signature"])
     t = time.perf_counter()

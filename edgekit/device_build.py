@@ -44,6 +44,8 @@ def _build_engine(bundle: Path, a: Artifact, logs: Path, workspace_mb: int | Non
             "timing_cache": str(bundle / "artifacts" / "tensorrt.timing-cache")}
     if workspace_mb:
         args["workspace_bytes"] = workspace_mb << 20
+    if deferred.get("profile"):  # dynamic dims: the bounds compile recorded
+        args["profile"] = deferred["profile"]
     say(f"  {a.id}: building the TensorRT engine on this GPU ...")
     res = run_step(f"device-build-{a.id}", "edgekit.converters.tensorrt:build_engine", args, logs)
     a.converter = {**a.converter, "engine_build": res, "prepared_onnx": a.path,

@@ -61,6 +61,12 @@ def _check_tensor(d) -> dict:
         raise ManifestError(f"tensor {d['name']!r}: shape {shape!r} is not a list of non-negative integers")
     if not isinstance(d.get("dtype"), str) or not DTYPE_NAME.fullmatch(d["dtype"]):
         raise ManifestError(f"tensor {d['name']!r}: dtype {d.get('dtype')!r} is not a numpy dtype name")
+    dyn = d.get("dynamic")
+    if dyn is not None and (not isinstance(dyn, list) or not all(
+            isinstance(x, list) and len(x) == 4 and isinstance(x[0], int) and 0 <= x[0] < len(shape)
+            and tensor_name_ok(x[1]) and all(isinstance(v, int) and 0 < v < MAX_DIM for v in x[2:]) and x[2] <= x[3]
+            for x in dyn)):
+        raise ManifestError(f"tensor {d['name']!r}: dynamic {dyn!r} is not a list of [axis, name, min, max]")
     return d
 
 
@@ -121,22 +127,38 @@ def check_manifest_dict(d) -> None:
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # a dynamic axis holds its opt size (the example's)
     dtype: str  # numpy dtype name, e.g. "float32", "int64"
+    # Axes whose size varies between calls: ((axis, dim name, min, max), ...); empty: static.
+    dynamic: tuple = ()
 
     @classmethod
-    def of(cls, name: str, array) -> "TensorSpec":
-        return cls(name, tuple(int(d) for d in array.shape), str(array.dtype))
+    def of(cls, name: str, array, ranges: dict | None = None) -> "TensorSpec":
+        """ranges: {axis: (dim name, min, max)} of the input's dynamic axes."""
+        return cls(name, tuple(int(d) for d in array.shape), str(array.dtype),
+                   tuple((a, *r) for a, r in sorted((ranges or {}).items())))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                **({"dynamic": [list(d) for d in self.dynamic]} if self.dynamic else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TensorSpec":
-        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], tuple(tuple(x) for x in d.get("dynamic") or ()))
+
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        return {int(a): (int(lo), int(hi)) for a, _, lo, hi in self.dynamic}
+
+    def accepts(self, shape) -> bool:
+        from .sources.dynamic import accepts
+
+        return accepts(tuple(shape), self.shape, self.ranges())
 
     def describe(self) -> str:
-        return f"{self.name}: {self.dtype}{list(self.shape)}"
+        if not self.dynamic:
+            return f"{self.name}: {self.dtype}{list(self.shape)}"
+        dyn = {int(a): f"{n}:{lo}..{hi}" for a, n, lo, hi in self.dynamic}
+        return f"{self.name}: {self.dtype}[{', '.join(dyn.get(i, str(s)) for i, s in enumerate(self.shape))}]"
 
 
 @dataclass
@@ -153,6 +175,9 @@ class Verification:
     caveats: list[str] = field(default_factory=list)
     # A stateful model: {"steps", "metrics"} of the artifact streamed over the reference's sequence.
     sequence: dict[str, Any] | None = None
+    # A model with dynamic dims: [{"point": {dim: size}, "label", "samples", "status", "metrics"}] of
+    # the artifact at each other verification shape (the main metrics are at the opt shape).
+    shapes: list[dict[str, Any]] | None = None
 
 
 @dataclass

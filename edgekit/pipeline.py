@@ -88,6 +88,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
             continue
+        if res["converter"].get("buckets"):  # static artifacts, one per shape: a folder (edgekit.steps.build_buckets)
+            fmt, rel = f"{fmt}-buckets", f"artifacts/{c.id}.buckets"
         v = Verification(**res["verification"])
         if v.status == "failed" and verdict and verdict.get("risks"):  # the check saw it coming: say where
             v.reason += f"; pre-flight: {finding(verdict['risks'][0])}"
@@ -340,7 +342,9 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
         | ({"distillation": distillation} if distillation else {})
         | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {})
         | ({"reference_check": info["reference_check"]} if info.get("reference_check") else {})
-        | ({"state": info["state"], "sequence_steps": info["sequence_steps"]} if info.get("state") else {}),
+        | ({"state": info["state"], "sequence_steps": info["sequence_steps"]} if info.get("state") else {})
+        | ({"dynamic": info["dynamic"], "verify_shapes": [{k: v for k, v in sp.items() if k != "file"}
+                                                          for sp in info["verify_shapes"]]} if info.get("dynamic") else {}),
         target={"name": profile.name, "description": profile.description, "device": profile.device,
                 "host_is_target": profile.host_is_target,
                 "tolerances": {p: t.to_dict() for p, t in profile.tolerances.items()},

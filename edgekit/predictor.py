@@ -42,8 +42,9 @@ def check_inputs(specs: list[TensorSpec], inputs) -> dict[str, np.ndarray]:
         if str(x.dtype) != s.dtype:
             raise InputError(f"input {s.name!r} has dtype {x.dtype}, expected {s.dtype} "
                              f"(convert with .astype(np.{s.dtype}))")
-        if tuple(x.shape) != tuple(s.shape):
-            raise InputError(f"input {s.name!r} has shape {list(x.shape)}, expected {list(s.shape)}")
+        if not s.accepts(x.shape):
+            raise InputError(f"input {s.name!r} has shape {list(x.shape)}, expected "
+                             + (str(list(s.shape)) if not s.dynamic else s.describe().split(": ", 1)[1]))
         if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
             bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
             raise InputError(f"input {s.name!r} holds {bad} NaN or infinite value(s); no model output is meaningful "

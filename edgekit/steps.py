@@ -7,6 +7,7 @@ against the reference. Both write only inside the work folder / the given artifa
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,65 @@ class Work:
     # compile --calibration-method/--percentile: {"method": ..., "percentile": ...}; None = each
     # quantizer's default (calibration/methods.py)
     calibration_method: dict | None = None
+    # One shape bucket of a model with dynamic dims ({dim: size}), for a converter whose artifacts are
+    # static: the ONNX, the model's input specs and the samples it sees are all at that shape.
+    point: dict | None = None
 
     @property
     def onnx_path(self) -> Path:
-        return self.dir / "source.onnx"
+        path = self.dir / "source.onnx"
+        if not self.point:
+            return path
+        static = self.dir / f"source-{_slug(self.point)}.onnx"
+        if not static.exists():
+            _static_onnx(path, static, {t["name"]: t["shape"] for t in self.info["inputs"]})
+        return static
 
     @property
     def info(self) -> dict:
-        return json.loads((self.dir / "model.json").read_text())
+        info = json.loads((self.dir / "model.json").read_text())
+        if self.point:
+            shapes = _point_shapes(info, self.point)
+            info["inputs"] = [{"name": t["name"], "shape": shapes[t["name"]], "dtype": t["dtype"]} for t in info["inputs"]]
+            info["dynamic"], info["point"] = [], self.point
+        return info
 
     def samples(self, kind: str) -> tuple[list[dict], list[dict], np.ndarray | None]:
-        """(inputs, reference outputs, labels) of 'verify' or 'calib'."""
-        return load_samples(self.dir / f"{kind}.npz")
+        """(inputs, reference outputs, labels) of 'verify' or 'calib'; at a bucket's shape, the inputs
+        cropped or wrapped to it, without reference outputs (those are the opt shape's)."""
+        ins, refs, labels = load_samples(self.dir / f"{kind}.npz")
+        if not self.point:
+            return ins, refs, labels
+        from .sources.dynamic import DynamicDim, at_point
+
+        dims = [DynamicDim.from_dict(d) for d in json.loads((self.dir / "model.json").read_text())["dynamic"]]
+        return [at_point(s, dims, self.point) for s in ins], [], labels
+
+
+def _slug(point: dict) -> str:
+    return "-".join(f"{k}{v}" for k, v in point.items()).replace("/", "_")
+
+
+def _point_shapes(info: dict, point: dict) -> dict[str, list[int]]:
+    """{input: shape} of the model's inputs with each dynamic dim at the point's size."""
+    shapes = {t["name"]: list(t["shape"]) for t in info["inputs"]}
+    for d in info["dynamic"]:
+        for n, axis in d["inputs"]:
+            shapes[n][axis] = point[d["name"]]
+    return shapes
+
+
+def _static_onnx(src: Path, dst: Path, shapes: dict) -> None:
+    """A copy of the working ONNX with every input at a static shape (one bucket's)."""
+    import onnx_ir as ir
+
+    model = ir.load(str(src))
+    for v in model.graph.inputs:
+        if v.name in shapes:
+            v.shape = ir.Shape(shapes[v.name])
+    tmp = dst.with_name(dst.name + ".tmp")
+    ir.save(model, str(tmp))
+    tmp.replace(dst)
 
 
 def save_samples(path: Path, inputs: list[dict], refs: list[dict] | None = None, labels=None) -> None:
@@ -150,6 +198,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     if src.state:  # a recurrent model: the reference over a sequence of calls, carrying its state
         save_samples(work.dir / "sequence.npz", *_sequence_reference(src))
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
+    verify_shapes = _shape_points(src, work) if src.dynamic else []
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
     export = {}
@@ -158,7 +207,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
             from .converters.onnx_export import export_onnx
 
             try:
-                export = export_onnx(src.module, src.example, src.output_names, work.onnx_path)
+                export = export_onnx(src.module, src.example, src.output_names, work.onnx_path, src.dynamic)
             except Exception as e:  # only the ONNX-based candidates fail; the others go on
                 import traceback
 
@@ -174,9 +223,13 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
             # External data (checked: inside the model's folder) is read in, so the working copy
             # and every artifact made from it is one self-contained file.
             ir.external_data.load_to_model(model)
-            for v in model.graph.inputs:  # compiled at the resolved shapes (--input): static for every target
+            from .sources.dynamic import input_ranges
+
+            ranges = input_ranges(src.dynamic)
+            for v in model.graph.inputs:  # the resolved shapes (--input): static but for the ranges' symbols
                 if v.name in src.example:
-                    v.shape = ir.Shape(src.example[v.name].shape)
+                    v.shape = ir.Shape([ranges[v.name][i][0] if i in ranges.get(v.name, {}) else n
+                                        for i, n in enumerate(src.example[v.name].shape)])
             try:
                 ir.save(model, str(work.onnx_path))
             except ValueError as e:  # protobuf's 2 GB limit for one file
@@ -189,10 +242,13 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     src_acc = None
     if src.verify_labels is not None and src.task == "classification":
         src_acc = accuracy(np.stack([r[src.output_names[0]] for r in refs]), src.verify_labels)
+    from .sources.dynamic import input_ranges
+
+    ranges = input_ranges(src.dynamic)
     info = {
         "name": src.name, "source": spec, "weights": weights, "kind": src.kind, "sha256": src.sha256, "task": src.task,
         "labels": src.labels, "preprocessing": src.preprocessing,
-        "inputs": [TensorSpec.of(k, v).to_dict() for k, v in src.example.items()],
+        "inputs": [TensorSpec.of(k, v, ranges.get(k)).to_dict() for k, v in src.example.items()],
         "outputs": [TensorSpec.of(k, v).to_dict() for k, v in refs[0].items()],
         "reference": "PyTorch eager (torch.no_grad)" if src.kind == "torch"
                      else "the given ONNX file on ONNX Runtime with graph optimizations off",
@@ -200,6 +256,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         "calib_samples": len(src.calib_inputs), "input_specs": inputs or None, "source_accuracy": src_acc,
         "reference_check": reference_check, "state": src.state,
         "sequence_steps": SEQUENCE_STEPS if src.state else None,
+        "dynamic": [d.to_dict() for d in src.dynamic], "verify_shapes": verify_shapes,
         "export": export,
         "calibration": {"source": calib_source, "samples": len(src.calib_inputs),
                         "sha256": dataset_hash(src.calib_inputs)} if src.calib_inputs else None,
@@ -208,6 +265,26 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         info["preflight"], info["cost"] = _preflight(src, work, export, converters)
     (work.dir / "model.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+SHAPE_SAMPLES = 8  # held-out samples per extra verification shape (dynamic dims)
+
+
+def _shape_points(src, work: Work) -> list[dict]:
+    """For a model with dynamic dims: the reference at each extra verification shape, on the first
+    SHAPE_SAMPLES held-out samples cropped or wrapped to it (edgekit.sources.dynamic.at_point); one
+    file per shape, which build_candidate verifies every artifact on."""
+    from .reference import reference_outputs
+    from .sources.dynamic import at_point, label, points
+
+    out = []
+    for i, p in enumerate(points(src.dynamic)):
+        ins = [at_point(s, src.dynamic, p) for s in src.verify_inputs[:SHAPE_SAMPLES]]
+        refs = reference_outputs(src, ins, _reference_outputs)
+        save_samples(work.dir / f"verify-shape{i}.npz", ins, refs)
+        out.append({"point": p, "label": label(p), "file": f"verify-shape{i}.npz", "samples": len(ins),
+                    "data": f"{src.verify_data}, cropped or wrapped to {label(p)}"})
+    return out
 
 
 def _advisory(fn, fallback, notes: list, what: str):
@@ -284,8 +361,29 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     info = work.info
+    from .converters import SHAPE_SUPPORT
+
+    support = SHAPE_SUPPORT.get(cand.converter) if info.get("dynamic") else None
     with _stage("convert", f"{toolchains(cand.converter)[-1]} ({cand.converter})", work):
-        conv_info = converter_module(cand.converter).convert(work, cand, out)
+        conv_info, why_static = None, None
+        if not info.get("dynamic") or support == "dynamic":
+            conv_info = converter_module(cand.converter).convert(work, cand, out)
+        elif support == "try":
+            try:
+                conv_info = converter_module(cand.converter).convert(work, cand, out)
+            except Exception as e:  # noqa: BLE001 - the toolchain cannot keep these dims symbolic: buckets
+                import traceback
+
+                traceback.print_exc()
+                why_static = f"{cand.converter} could not keep the dims dynamic: {root_cause(e)}"
+                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+        if conv_info is None:
+            out = out.with_suffix(".buckets")
+            conv_info = build_buckets(work, cand, out)
+            if why_static:
+                conv_info["shape_support"] += f" ({why_static})"
+        elif info.get("dynamic"):
+            conv_info.setdefault("shape_support", "dynamic: the model's dims keep their bounds (model.dynamic)")
     if conv_info.get("deferred") or (conv_info.get("runs_on") and not runs_here(conv_info["runs_on"])):
         return _not_run_here(cand, conv_info, info, tolerance)
     with _stage("load and run", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
@@ -306,6 +404,7 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     metrics = per_output(refs, got, ref_names, classifier)
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
+    shapes = _verify_shapes(work, runner, ref_names, classifier, tol, failures) if info.get("verify_shapes") else None
     sequence = None
     if info.get("state"):  # a recurrent model: also streamed over the reference's sequence, its own state carried
         with _stage("stream", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
@@ -333,9 +432,69 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
             "status": "failed" if failures else "passed", "where": "host-runtime",
             "reason": "; ".join(failures), "samples": len(inputs), "metrics": metrics,
             "tolerance": tol.to_dict(), "failures": failures, "accuracy": acc,
-            **({"sequence": sequence} if sequence else {}),
+            **({"sequence": sequence} if sequence else {}), **({"shapes": shapes} if shapes else {}),
         },
     }
+
+
+def _verify_shapes(work: Work, runner, ref_names: list[str], classifier: bool, tol, failures: list) -> list[dict]:
+    """The artifact at each extra verification shape of a dynamic model (prepare's verify-shape*.npz):
+    one record per shape; a shape it cannot run, or runs out of tolerance, fails the artifact."""
+    from .verify import judge, per_output
+
+    out = []
+    for sp in work.info["verify_shapes"]:
+        ins, refs, _ = load_samples(work.dir / sp["file"])
+        rec = {"point": sp["point"], "label": sp["label"], "samples": len(ins), "data": sp["data"]}
+        try:
+            got = [runner.run(x) for x in ins]
+        except Exception as e:  # noqa: BLE001 - a static artifact, a runtime that cannot resize: this shape fails
+            import traceback
+
+            traceback.print_exc()
+            why = f"at {sp['label']}: the artifact cannot run this shape: {root_cause(e)}"
+            failures.append(why)
+            out.append({**rec, "status": "failed", "reason": why, "metrics": {}})
+            continue
+        metrics = per_output(refs, got, ref_names, classifier)
+        bad = judge(metrics, tol)
+        failures += [f"at {sp['label']}: {f}" for f in bad]
+        out.append({**rec, "status": "failed" if bad else "passed", "metrics": metrics})
+    return out
+
+
+def build_buckets(work: Work, cand, out: Path) -> dict:
+    """A converter whose artifacts are static, for a model with dynamic dims: one artifact per
+    verification shape (the opt shape first), in a folder with buckets.json. Its runner picks the
+    bucket whose shapes equal the call's (edgekit.runtimes.buckets); padding into a larger bucket
+    would change most models' answers, so a shape without a bucket is refused, never padded."""
+    from dataclasses import replace
+
+    from .converters import CONVERTERS, converter_module
+    from .runtimes.buckets import BUCKETS_FILE
+    from .sources.dynamic import label
+
+    info = work.info
+    points = [{d["name"]: d["opt"] for d in info["dynamic"]}] + [sp["point"] for sp in info["verify_shapes"]]
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    suffix, records, first = CONVERTERS[cand.converter][3], [], None
+    for p in points:
+        bw = replace(work, point=p)
+        name = f"{_slug(p)}{suffix}"
+        conv = converter_module(cand.converter).convert(bw, cand, tmp / name)
+        first = first or conv
+        records.append({"point": p, "label": label(p), "file": name, "shapes": _point_shapes(work.info, p),
+                        **({"artifact_checks": conv["artifact_checks"]} if conv.get("artifact_checks") else {})})
+    (tmp / BUCKETS_FILE).write_text(json.dumps({"runtime": cand.runtime, "converter": cand.converter,
+                                                "buckets": records}, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    checks = [c for r in records for c in (r.get("artifact_checks") or {}).get("failures", [])]
+    return {**first, "buckets": [{k: r[k] for k in ("label", "file", "shapes")} for r in records],
+            "shape_support": f"static: one artifact per shape bucket ({len(records)}); other shapes are refused",
+            **({"artifact_checks": {**first["artifact_checks"], "failures": checks}} if first.get("artifact_checks") else {})}
 
 
 def runs_here(runs_on: dict) -> bool:
@@ -383,6 +542,8 @@ def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:
     host = conv_info.get("host_check")
     if host:  # the graph the device will build, run here on another runtime
         failures += [f"prepared graph on {host['runtime']}: {f}" for f in judge(host["metrics"], Tolerance(**tolerance))]
+        failures += [f"prepared graph on {host['runtime']} at {sp['label']}: {f}"
+                     for sp in host.get("shapes") or [] for f in judge(sp["metrics"], Tolerance(**tolerance))]
     deferred = conv_info.get("deferred")
     reason = (f"runs on the device ({device}), not on this host"
               + (f"; its {deferred['step']} is built there: {deferred['command'].format(bundle='BUNDLE')}" if deferred

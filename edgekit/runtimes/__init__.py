@@ -36,6 +36,10 @@ def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None, lay
     """Load an artifact on its runtime, naming its tensors from the manifest where the format can't.
     `layout` ({input: "NHWC"}, from the artifact's record) makes the runner take the model's own
     NCHW arrays and hand the artifact channel-last ones, so callers never guess."""
+    from .buckets import BucketRunner, is_bucketed
+
+    if is_bucketed(path):  # one static artifact per shape (edgekit.runtimes.buckets)
+        return BucketRunner(path, lambda one: open_runner(runtime, one, threads, inputs, outputs, layout))
     r = runner_class(runtime)(path, threads=threads)
     r = r.bind(inputs, outputs) if inputs is not None else r
     return ChannelLastInputs(r, layout) if layout else r

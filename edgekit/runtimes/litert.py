@@ -116,7 +116,7 @@ def _op_flops(name: str, ins: list, outs: list) -> int:
     return 0
 
 
-def delegation_coverage(path: Path) -> dict:
+def delegation_coverage(path: Path, shapes: list | None = None) -> dict:
     """Which of the model's operators the XNNPACK delegate took, by count and by FLOPs.
 
     The Python interpreter has no execution-plan accessor, but the delegate shows itself: after
@@ -132,6 +132,13 @@ def delegation_coverage(path: Path) -> dict:
                 for i in range(w.NumNodes())]
 
     it = Interpreter(model_path=str(path), num_threads=1)
+    if shapes:  # dynamic dims (-1 in the signature) get the example's sizes, so FLOPs mean something
+        full = it._get_full_signature_list()  # {signature: {"inputs": {key: tensor index}}} (no runner: it pins buffers)
+        order = list(next(iter(full.values()))["inputs"].values()) if full else []
+        details = {d["index"]: d for d in it.get_input_details()}
+        for index, shape in zip(order, shapes):
+            if -1 in list(details[index].get("shape_signature", [])):
+                it.resize_tensor_input(index, list(shape))
     original = nodes(it)
     it.allocate_tensors()  # the default XNNPACK delegate is applied here
     after = nodes(it)

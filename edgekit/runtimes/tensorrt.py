@@ -45,12 +45,28 @@ class TensorRTRunner(Runner):
                                      np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).name) for n in names}
         self._in = [n for n in names if is_input[n]]
         self._out = [n for n in names if not is_input[n]]
-        self._buffers: dict[str, int] = {}
-        for n in names:
-            spec = self._specs[n]
-            nbytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
-            self._buffers[n] = _check(cudart.cudaMalloc(max(nbytes, 1)))
-            self.context.set_tensor_address(n, int(self._buffers[n]))
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        # An input with dynamic dims (-1 in the engine) gets its profile's max shape here; outputs are
+        # (re)allocated in run() once the inputs' shapes say how large they are.
+        self._dynamic = any(-1 in tuple(self.engine.get_tensor_shape(n)) for n in self._in)
+        for n in self._in:
+            shape = tuple(self.engine.get_tensor_shape(n))
+            if -1 in shape:
+                shape = tuple(self.engine.get_tensor_profile_shape(n, 0)[2])  # (min, opt, max)[max]
+            self._reserve(n, int(np.prod(shape)) * np.dtype(self._specs[n].dtype).itemsize)
+        if not self._dynamic:
+            for n in self._out:
+                self._reserve(n, int(np.prod(self._specs[n].shape)) * np.dtype(self._specs[n].dtype).itemsize)
+
+    def _reserve(self, name: str, nbytes: int) -> None:
+        ptr, cap = self._buffers.get(name, (None, 0))
+        if ptr is not None and cap >= nbytes:
+            return
+        if ptr is not None:
+            self.cudart.cudaFree(ptr)
+        ptr = _check(self.cudart.cudaMalloc(max(nbytes, 1)))
+        self._buffers[name] = (ptr, max(nbytes, 1))
+        self.context.set_tensor_address(name, int(ptr))
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -65,17 +81,24 @@ class TensorRTRunner(Runner):
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for n in self._in:
             a = np.ascontiguousarray(feeds[n], dtype=self._specs[n].dtype)
-            if a.shape != self._specs[n].shape:
+            if self._dynamic:  # within the optimization profile's bounds, or TensorRT refuses it here
+                if not self.context.set_input_shape(n, a.shape):
+                    raise ConversionError(f"input {n}: shape {a.shape} is outside the engine's optimization profile "
+                                          f"{tuple(tuple(x) for x in self.engine.get_tensor_profile_shape(n, 0))}")
+            elif a.shape != self._specs[n].shape:
                 raise ConversionError(f"input {n}: shape {a.shape}, the engine takes {self._specs[n].shape}")
-            _check(cudart.cudaMemcpyAsync(self._buffers[n], a.ctypes.data, a.nbytes, h2d, self.stream))
+            _check(cudart.cudaMemcpyAsync(self._buffers[n][0], a.ctypes.data, a.nbytes, h2d, self.stream))
+        shapes = {n: tuple(self.context.get_tensor_shape(n)) if self._dynamic else self._specs[n].shape for n in self._out}
+        outs = {n: np.empty(shapes[n], self._specs[n].dtype) for n in self._out}
+        for n, a in outs.items():
+            self._reserve(n, a.nbytes)
         if not self.context.execute_async_v3(int(self.stream)):
             raise ConversionError("TensorRT execute_async_v3 failed")
-        outs = {n: np.empty(self._specs[n].shape, self._specs[n].dtype) for n in self._out}
         for n, a in outs.items():
-            _check(cudart.cudaMemcpyAsync(a.ctypes.data, self._buffers[n], a.nbytes, d2h, self.stream))
+            _check(cudart.cudaMemcpyAsync(a.ctypes.data, self._buffers[n][0], a.nbytes, d2h, self.stream))
         _check(cudart.cudaStreamSynchronize(self.stream))
         return outs
 
     def __del__(self):
-        for ptr in getattr(self, "_buffers", {}).values():
+        for ptr, _ in getattr(self, "_buffers", {}).values():
             self.cudart.cudaFree(ptr)

@@ -6,6 +6,10 @@ factory() returns either `(module, example_inputs)` or a dict with keys:
   task ("classification"|"embedding"|...), labels, preprocessing (dict: layout, mean, std, ...)
   verification_inputs [, verification_labels] held-out samples (never the calibration ones)
   calibration_inputs                          representative samples for quantization
+  dynamic_shapes                              dims that vary, with bounds: {input: {axis: (name, min, max)}},
+                                              e.g. {"ids": {1: ("seq", 1, 128)}, "mask": {1: ("seq", 1, 128)}}
+                                              (one name = one dim); the example sits at the size to optimize for
+  state                                       {output: input} a recurrent model carries between calls
 """
 from __future__ import annotations
 
@@ -70,7 +74,8 @@ def _check_like(samples: list, example: dict, what: str) -> None:
         for k, a in s.items():
             if a.shape != example[k].shape or a.dtype != example[k].dtype:
                 raise ModelSourceError(f"{what}[{i}] input {k!r} is {a.dtype}{list(a.shape)}; the example input is "
-                                       f"{example[k].dtype}{list(example[k].shape)} (artifacts have static shapes)")
+                                       f"{example[k].dtype}{list(example[k].shape)} (held-out and calibration samples have the example's shape; dynamic dims are "
+                                       "verified at their other sizes on crops of these)")
 
 
 def _float_dtype(module) -> str | None:
@@ -138,8 +143,13 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
         if bad:
             raise ModelSourceError(f"{spec}: 'state' names {bad}, which are not the model's inputs {list(example)} "
                                    f"or outputs {outs}", hint="give 'output_names' and name the state tensors in both")
+    dynamic = []
+    if result.get("dynamic_shapes") is not None:
+        from .dynamic import from_factory
+
+        dynamic = from_factory(result["dynamic_shapes"], example, spec)
     return ModelSource(
-        state=state,
+        state=state, dynamic=dynamic,
         name=Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1],
         spec=spec, kind="torch", sha256=module_sha256(module), example=example, module=module,
         output_names=result.get("output_names"), task=result.get("task", "generic"),

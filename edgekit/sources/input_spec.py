@@ -2,8 +2,8 @@
 
     image:1x3x640x640            a fixed shape
     input_ids:1x128:int64        with the dtype (checked against the model's own)
-    image:1x3x[320..1280]x640    a range for a dynamic dim: parsed and recorded, but edgekit
-                                 compiles static shapes today, so a range is refused with that reason
+    image:1x3x[320..1280]x640    a range for a dynamic dim: artifacts keep it dynamic where their
+                                 runtime can (else shape buckets), and are verified at several sizes
     sr=16000                     a fixed value for a control input (a sample rate, a mode flag):
                                  every example, verification and calibration sample gets it
 
@@ -95,9 +95,9 @@ def parse_inputs(texts: list[str] | None) -> dict[str, InputSpec]:
 
 
 def resolve_shape(model_path, name: str, dims: list, dtype: str, specs: dict[str, InputSpec]) -> tuple[int, ...]:
-    """The shape to compile one model input at: the model's own when fully static and no spec is
-    given; else the spec's, which must agree with every fixed dim of the model. `dims` holds ints for
-    fixed dims and strings (the symbolic name, or "?") for the others."""
+    """The shape to compile one model input at (a range's opt size for a dynamic dim): the model's own
+    when fully static and no spec is given; else the spec's, which must agree with every fixed dim of
+    the model. `dims` holds ints for fixed dims and strings (the symbolic name, or "?") for the others."""
     spec = specs.get(name)
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
     if spec is not None and spec.value is not None:  # a value spec: the model's shape, which must be static
@@ -115,20 +115,45 @@ def resolve_shape(model_path, name: str, dims: list, dtype: str, specs: dict[str
                 hint=f"--input {name}:{suggested}" + (f":{dtype}" if dtype != "float32" else "")
                      + f" with {', '.join(names)} replaced by the sizes it runs at on the device (one --input per input)")
         return tuple(dims)
-    if not spec.static:
-        raise UsageError(f"--input {spec.text()}: edgekit compiles static shapes today; give one size per dim "
-                         f"(the size the device runs at)", hint=f"e.g. --input {name}:"
-                         + "x".join(str(d if isinstance(d, int) else d[1]) for d in spec.dims))
     if len(spec.dims) != len(dims):
         raise UsageError(f"--input {spec.text()}: the model's input {name!r} has {len(dims)} dims "
                          f"({_show(dims)}), the spec {len(spec.dims)}")
     clash = [i for i, d in enumerate(dims) if isinstance(d, int) and d != spec.dims[i]]
     if clash:
         raise UsageError(f"--input {spec.text()}: dim {clash[0]} of {name!r} is fixed at {dims[clash[0]]} in the "
-                         f"model ({_show(dims)})")
+                         f"model ({_show(dims)})" + (", so it cannot vary" if not isinstance(spec.dims[clash[0]], int) else ""))
     if spec.dtype and spec.dtype != dtype:
         raise UsageError(f"--input {spec.text()}: the model's input {name!r} is {dtype}, not {spec.dtype}")
-    return spec.shape()
+    from .dynamic import default_opt
+
+    return tuple(d if isinstance(d, int) else default_opt(*d) for d in spec.dims)
+
+
+def dynamic_dims(model_path, found: list[tuple[str, list, str]], specs: dict[str, InputSpec]) -> list:
+    """The DynamicDims that ranges in the specs make: one per symbol of the model, so inputs that share
+    a symbolic dim (input_ids and attention_mask: "seq") share one dim, which must then have one range."""
+    from .dynamic import DynamicDim, default_opt
+
+    by_name: dict[str, dict] = {}
+    for name, dims, _ in found:
+        spec = specs.get(name)
+        for axis, d in enumerate(spec.dims if spec is not None and spec.value is None else ()):
+            if isinstance(d, int):
+                continue
+            symbol = dims[axis] if isinstance(dims[axis], str) and dims[axis] != "?" else f"{name}_{axis}"
+            rec = by_name.setdefault(symbol, {"range": d, "uses": []})
+            if rec["range"] != d:
+                raise UsageError(f"--input {spec.text()}: dim {symbol!r} is shared with input {rec['uses'][0][0]!r}, "
+                                 f"which gives it [{rec['range'][0]}..{rec['range'][1]}]; one symbol has one range")
+            rec["uses"].append((name, axis))
+    for name, dims, _ in found:  # a fixed size for a symbol another input lets vary is a contradiction
+        spec = specs.get(name)
+        for axis, d in enumerate(spec.dims if spec is not None and spec.value is None else ()):
+            if isinstance(d, int) and isinstance(dims[axis], str) and dims[axis] in by_name:
+                raise UsageError(f"--input {spec.text()}: dim {dims[axis]!r} is dynamic in another --input; give the "
+                                 f"same range here")
+    return [DynamicDim(k, r["range"][0], r["range"][1], default_opt(*r["range"]), tuple(r["uses"]))
+            for k, r in by_name.items()]
 
 
 def apply_values(samples: list[dict], specs: dict[str, InputSpec]) -> list[dict]:

@@ -37,6 +37,9 @@ class ModelSource:
     # A recurrent model's state, made explicit: {output name: the input it feeds on the next call}
     # (a factory's "state"). Verified over a sequence of calls; the predictor's stream() carries it.
     state: dict[str, str] | None = None
+    # Dims that vary between calls, with bounds (edgekit.sources.dynamic); the example sits at each
+    # one's opt size. Empty: every artifact has the example's static shapes.
+    dynamic: list = field(default_factory=list)
 
     @property
     def input_names(self) -> list[str]:

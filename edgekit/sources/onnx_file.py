@@ -1,7 +1,8 @@
 """`.onnx` model source: checked for escaping external data, then described from its graph.
 
 Input shapes are the model's own when static; symbolic dims need `--input NAME:SHAPE`
-(edgekit.sources.input_spec) and are never silently set to 1.
+(edgekit.sources.input_spec) and are never silently set to 1. A range there (`[1..128]`) keeps
+the dim dynamic (edgekit.sources.dynamic): the example sits at its opt size.
 
 The reference for verification is the same file on ONNX Runtime with all graph optimizations
 off (the closest thing to "the model as given"); the manifest records that.
@@ -51,7 +52,10 @@ def resolved_shapes(model, path: Path, inputs: list[str] | None) -> dict[str, tu
 
 
 def load_onnx(path: Path, inputs: list[str] | None = None) -> ModelSource:
+    from .input_spec import dynamic_dims, parse_inputs
+
     model = check_onnx_file(path)  # parsed once: refused here if unreadable or unsafe
+    dims = dynamic_dims(path, input_dims(model, path), parse_inputs(inputs))
     example = {}
     for name, (shape, dtype) in resolved_shapes(model, path, inputs).items():
         example[name] = np.zeros(shape, dtype=dtype) if dtype != "float32" else \
@@ -63,5 +67,5 @@ def load_onnx(path: Path, inputs: list[str] | None = None) -> ModelSource:
     return ModelSource(
         name=path.stem, spec=str(path), kind="onnx", sha256=h, example=example, onnx_path=path.resolve(),
         output_names=[o.name for o in model.graph.output],
-        verify_inputs=random_like(example, 16, seed=20261127), verify_data="random",
+        verify_inputs=random_like(example, 16, seed=20261127), verify_data="random", dynamic=dims,
     )
