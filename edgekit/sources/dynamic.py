@@ -26,18 +26,27 @@ class DynamicDim:
     opt: int  # the example's size; TensorRT's profile optimizes for it
     uses: tuple[tuple[str, int], ...]  # (input name, axis) that have this size
     verify: tuple[int, ...] = ()  # sizes verification runs at; default: lo, opt, hi
+    # ((input, value), ...) for every input that has this dim: padding it with these values along the
+    # dim leaves the outputs unchanged (token ids and an attention mask padded with 0 in a model that
+    # pools over the mask). Only then may a static shape bucket take a shorter input, padded.
+    pad: tuple = ()
 
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.verify or (self.lo, self.opt, self.hi))))
 
+    @property
+    def paddable(self) -> bool:
+        return bool(self.pad) and {n for n, _ in self.pad} == {n for n, _ in self.uses}
+
     def to_dict(self) -> dict:
         return {"name": self.name, "min": self.lo, "opt": self.opt, "max": self.hi,
-                "inputs": [[n, a] for n, a in self.uses], "verify_sizes": list(self.sizes())}
+                "inputs": [[n, a] for n, a in self.uses], "verify_sizes": list(self.sizes()),
+                **({"pad": {n: v for n, v in self.pad}} if self.pad else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DynamicDim":
         return cls(d["name"], int(d["min"]), int(d["max"]), int(d["opt"]), tuple((n, int(a)) for n, a in d["inputs"]),
-                   tuple(int(s) for s in d.get("verify_sizes") or ()))
+                   tuple(int(s) for s in d.get("verify_sizes") or ()), tuple((d.get("pad") or {}).items()))
 
 
 def default_opt(lo: int, hi: int) -> int:
@@ -86,6 +95,16 @@ def points(dims: list[DynamicDim]) -> list[dict[str, int]]:
     return unique
 
 
+def bucket_points(dims: list[DynamicDim]) -> list[dict[str, int]]:
+    """The shapes a converter with static artifacts gets one artifact each for: the opt shape first,
+    then the verification shapes. A paddable dim drops its smallest size (its inputs pad up to the
+    next bucket, and verification at that size checks the padding)."""
+    sized = [DynamicDim(d.name, d.lo, d.hi, d.opt, d.uses, d.sizes()[1:] if d.paddable and len(d.sizes()) > 1
+                        else d.sizes(), d.pad) for d in dims]
+    first = {d.name: d.opt for d in dims}
+    return [first] + [p for p in points(sized) if p != first]
+
+
 def at_point(sample: dict[str, np.ndarray], dims: list[DynamicDim], point: dict[str, int]) -> dict[str, np.ndarray]:
     """The sample at another size: cropped along each dynamic axis, or wrapped around (its own values
     repeated) where the point is larger. An input without dynamic axes is kept as it is."""
@@ -118,7 +137,8 @@ def input_ranges(dims: list[DynamicDim]) -> dict[str, dict[int, tuple[str, int, 
 
 def from_factory(spec, example: dict[str, np.ndarray], where: str) -> list[DynamicDim]:
     """A factory's `dynamic_shapes`: {input: {axis: (name, min, max)}} or {axis: {"name", "min", "max",
-    "opt"?, "verify"?}}; the same name on several inputs is one dim. opt defaults to the example's size."""
+    "opt"?, "verify"?, "pad"?}}; the same name on several inputs is one dim. opt defaults to the
+    example's size; "pad" (on every input with the dim) is the value that input may be padded with."""
     if not isinstance(spec, dict):
         raise ModelSourceError(f"{where}: 'dynamic_shapes' must be a dict {{input: {{axis: (name, min, max)}}}}, e.g. "
                                "{'input_ids': {1: ('seq', 1, 128)}, 'attention_mask': {1: ('seq', 1, 128)}}")
@@ -134,11 +154,13 @@ def from_factory(spec, example: dict[str, np.ndarray], where: str) -> list[Dynam
                 raise ModelSourceError(f"{where}: dynamic_shapes[{inp!r}][{axis!r}] = {d!r} is not (name, min, max)")
             size = example[inp].shape[int(axis)] if inp in example and 0 <= int(axis) < example[inp].ndim else None
             rec = found.setdefault(d["name"], {"min": d["min"], "max": d["max"], "opt": d.get("opt", size),
-                                               "verify": tuple(d.get("verify") or ()), "uses": []})
+                                               "verify": tuple(d.get("verify") or ()), "uses": [], "pad": []})
             if (rec["min"], rec["max"]) != (d["min"], d["max"]):
                 raise ModelSourceError(f"{where}: dynamic dim {d['name']!r} has two different bounds")
             rec["uses"].append((inp, int(axis)))
-    dims = [DynamicDim(name, r["min"], r["max"], r["opt"] or r["min"], tuple(r["uses"]), r["verify"])
+            if d.get("pad") is not None:
+                rec["pad"].append((inp, d["pad"]))
+    dims = [DynamicDim(name, r["min"], r["max"], r["opt"] or r["min"], tuple(r["uses"]), r["verify"], tuple(r["pad"]))
             for name, r in found.items()]
     check_dims(dims, example, where)
     return dims
