@@ -34,7 +34,7 @@ CONVERTERS: dict[str, tuple[str, tuple[str, ...], str, str, bool]] = {
 # but not a symbolic reshape; onnx2tf most graphs), else falls back to shape buckets; a converter not
 # listed always builds buckets: one static artifact per verification shape (edgekit.steps.build_buckets).
 # Verification at every shape decides either way.
-SHAPE_SUPPORT = {"onnx-ort": "dynamic", "tensorrt": "dynamic", "torchscript": "dynamic", "coreml": "dynamic",
+SHAPE_SUPPORT = {"onnx-ort": "dynamic", "tensorrt": "dynamic", "torchscript": "dynamic", "coreml": "try",
                  # ExecuTorch: FP32 keeps them; PT2E's static INT8 failed on BERT's symbolic views (KeyError: view)
                  "executorch": "try", "litert": "try", "tfjs": "try"}
 
@@ -75,6 +75,11 @@ def torch_source(work, converter: str):
     src = load_model(work.info["source"], work.info.get("weights"))
     if src.kind != "torch":
         raise ValueError(f"the {converter} converter takes a PyTorch model (this source is ONNX)")
+    src.dynamic = work.dims  # prepare's: a factory's, a built-in's, or --input ranges that replaced them
+    if (work.dir / "example.npz").exists():  # prepare's example: --example, --input NAME=VALUE applied
+        from ..steps import load_samples
+
+        src.example = load_samples(work.dir / "example.npz")[0][0]
     if work.point:  # one static shape bucket of a dynamic model: its example and calibration at that shape
         from ..sources.dynamic import at_point
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import torch_args, torch_source
+from . import torch_args, torch_dynamic_shapes, torch_source
 
 DEFAULT_TARGET = "iOS16"
 DEFAULT_COMPUTE_UNITS = "ALL"
@@ -130,7 +130,10 @@ def _io(work) -> tuple[list, list, dict]:
             raise ValueError(f"input {t['name']!r} is {t['dtype']}; Core ML inputs are float32, float16 or "
                              "int32 arrays")
         np_type = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32}[_IO_TYPES[t["dtype"]]]
-        ins.append(ct.TensorType(name=t["name"], shape=tuple(t["shape"]), dtype=np_type))
+        ranges = {a: (lo, hi) for a, _, lo, hi in t.get("dynamic") or ()}  # dynamic dims: RangeDim, default opt
+        shape = ct.Shape(shape=[ct.RangeDim(lower_bound=ranges[i][0], upper_bound=ranges[i][1], default=s)
+                                if i in ranges else s for i, s in enumerate(t["shape"])]) if ranges else tuple(t["shape"])
+        ins.append(ct.TensorType(name=t["name"], shape=shape, dtype=np_type))
         rec["inputs"].append(_io_entry(t))
     for t in work.info["outputs"]:
         np_type = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32}.get(_IO_TYPES.get(t["dtype"], ""))
@@ -232,7 +235,8 @@ def convert(work, candidate, out_path: Path) -> dict:
         module, info["quantization"] = _w8a8(work, src, module, example, tools)
     ins, outs, info["artifact_io"] = _io(work)
     with torch.no_grad():
-        exported = torch.export.export(module, torch_args(example))
+        exported = torch.export.export(module, torch_args(example),
+                                       dynamic_shapes=torch_dynamic_shapes(example, src.dynamic))
     program, decomposed, missing = for_coreml(exported)
     if decomposed:
         info["decomposed_for_coreml"] = decomposed

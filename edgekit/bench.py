@@ -24,8 +24,11 @@ def latency_stats(times_ms: list[float]) -> dict:
 
 def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: float = WARMUP_S,
             min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S, progress: bool = False,
-            keep_samples: bool = False, profile: bool = False, runtime: str | None = None) -> dict:
-    """`runtime` runs the artifact on another runtime of the same format (BROWSER_RUNTIMES)."""
+            keep_samples: bool = False, profile: bool = False, runtime: str | None = None,
+            shape: dict | None = None) -> dict:
+    """`runtime` runs the artifact on another runtime of the same format (BROWSER_RUNTIMES).
+    `shape` ({dim: size}, bench --shape): a model with dynamic dims is timed at those sizes, on its
+    self-test input cropped or wrapped to them (edgekit.sources.dynamic.at_point)."""
     from .bundle import open_bundle
     from .envinfo import environment
     from .selftest import selftest_feeds
@@ -34,6 +37,10 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     manifest = open_bundle(bundle_dir)
     art = next(a for a in manifest.artifacts if a.id == artifact_id)
     feeds = selftest_feeds(Path(bundle_dir), manifest)[0][0]
+    if shape:
+        from .sources.dynamic import DynamicDim, at_point
+
+        feeds = at_point(feeds, [DynamicDim.from_dict(d) for d in manifest.model["dynamic"]], shape)
     runtime = runtime or art.runtime
     cls = runner_class(runtime)
     t = time.perf_counter()
@@ -81,8 +88,10 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     from .roofline import roofline
 
     try:
-        # a --fallback-model artifact is another model: its own cost, or none (never the main model's)
-        roof = roofline(art.model.get("cost") if art.model else manifest.model.get("cost"), stats["p50"], threads)
+        # a --fallback-model artifact is another model: its own cost, or none (never the main model's);
+        # none at another shape than the opt one either: the FLOP count is the opt shape's
+        roof = None if shape else roofline(art.model.get("cost") if art.model else manifest.model.get("cost"),
+                                           stats["p50"], threads)
     except Exception as e:  # noqa: BLE001 — the roofline is an extra: never lose the timing for it
         roof = None
         notes.append(f"roofline not computed: {type(e).__name__}: {str(e)[:200]}")
@@ -96,6 +105,7 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
     return {
         "notes": notes,
         "artifact": art.id, "runtime": runtime, "precision": art.precision, "format": art.format, "timed_by": timed_by,
+        **({"shape": shape, "input_shapes": {k: list(v.shape) for k, v in feeds.items()}} if shape else {}),
         "latency_ms": stats, "runs": len(times), "profile": prof, "roofline": roof, "timed_s": timed_s, "load_ms": load_ms, "first_run_ms": first_ms,
         "peak_rss_mb": peak_rss_mb,
         "size_bytes": art.size_bytes, "threads": threads,

@@ -31,18 +31,51 @@ def _bench_all(bundle: Path, manifest, artifact_ids, threads, args) -> list[dict
     from .isolate import run_step
 
     results = []
+    shapes = getattr(args, "shapes", None) or [None]
     for aid in artifact_ids:
-        print(f"[edgekit] bench {aid} ({threads} thread{'s' if threads != 1 else ''}) ...", file=sys.stderr, flush=True)
-        results.append(run_step(f"bench-{aid}", "edgekit.bench:measure",
-                                {"bundle_dir": str(bundle), "artifact_id": aid, "threads": threads,
-                                 "warmup_s": getattr(args, "warmup", WARMUP_S),
-                                 "min_runs": getattr(args, "min_runs", MIN_RUNS),
-                                 "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True,
-                                 "keep_samples": getattr(args, "keep_samples", False),
-                                 "profile": getattr(args, "profile", False),
-                                 "runtime": getattr(args, "runtime", None)},
-                                _log_dir(bundle), stderr_to_terminal=True))
+        for shape in shapes:
+            at = f" at {', '.join(f'{k}={v}' for k, v in shape.items())}" if shape else ""
+            print(f"[edgekit] bench {aid}{at} ({threads} thread{'s' if threads != 1 else ''}) ...", file=sys.stderr,
+                  flush=True)
+            results.append(run_step(f"bench-{aid}", "edgekit.bench:measure",
+                                    {"bundle_dir": str(bundle), "artifact_id": aid, "threads": threads,
+                                     "warmup_s": getattr(args, "warmup", WARMUP_S),
+                                     "min_runs": getattr(args, "min_runs", MIN_RUNS),
+                                     "min_time_s": getattr(args, "min_time", MIN_TIME_S), "progress": True,
+                                     "keep_samples": getattr(args, "keep_samples", False),
+                                     "profile": getattr(args, "profile", False),
+                                     "runtime": getattr(args, "runtime", None), "shape": shape},
+                                    _log_dir(bundle), stderr_to_terminal=True))
     return results
+
+
+def _bench_shapes(texts: list[str] | None, manifest) -> list[dict] | None:
+    """`--shape seq=8` / `--shape H=320,W=640` (repeatable) -> [{dim: size}], checked against the
+    bundle's dynamic dims and their bounds."""
+    if not texts:
+        return None
+    dims = {d["name"]: d for d in manifest.model.get("dynamic") or []}
+    if not dims:
+        raise UsageError(f"--shape: {manifest.model.get('name')} has static shapes (no dynamic dims) in this bundle",
+                         hint="compile with ranges, e.g. --input input_ids:1x[1..128]:int64, or a factory's dynamic_shapes")
+    out = []
+    for text in texts:
+        point = {}
+        for part in text.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not value.isdigit():
+                raise UsageError(f"--shape {text!r} is not DIM=SIZE[,DIM=SIZE]", hint=f"e.g. --shape {next(iter(dims))}="
+                                 f"{next(iter(dims.values()))['max']}; dims: " + ", ".join(
+                                     f"{k} [{d['min']}..{d['max']}]" for k, d in dims.items()))
+            if name not in dims:
+                raise UsageError(f"--shape {text!r}: no dynamic dim {name!r}{did_you_mean(name, list(dims))}; dims: "
+                                 + ", ".join(f"{k} [{d['min']}..{d['max']}]" for k, d in dims.items()))
+            if not dims[name]["min"] <= int(value) <= dims[name]["max"]:
+                raise UsageError(f"--shape {text!r}: {name} is {value}, outside its bounds [{dims[name]['min']}.."
+                                 f"{dims[name]['max']}]")
+            point[name] = int(value)
+        out.append({k: point.get(k, d["opt"]) for k, d in dims.items()})  # a dim not named: its opt size
+    return out
 
 
 def _write_json(path: str, payload) -> None:
@@ -159,7 +192,7 @@ def cmd_compile(args) -> int:
                                      op_check=not args.no_preflight, precision=args.precision,
                                      calibration_method=args.calibration_method, percentile=args.percentile,
                                      distill=_distill_opts(args), inputs=args.input,
-                                     verify_data=args.verify_data)
+                                     verify_data=args.verify_data, example=args.example)
     bench = {}
     auto = args.precision == "auto"
     if args.bench or (auto and manifest.target.get("host_is_target")):
@@ -226,6 +259,10 @@ def cmd_bench(args) -> int:
             raise UsageError("--choose-primary compares every usable artifact: add --all")
     if args.device and args.profile:
         raise UsageError("--profile runs on this machine only for now; drop --device, or --profile")
+    args.shapes = _bench_shapes(args.shape, manifest)
+    if args.shapes and (args.device or args.choose_primary):
+        raise UsageError("--shape times on this machine, without --choose-primary, for now; drop --device / "
+                         "--choose-primary, or --shape")
     if args.device == "chromium":  # a local browser page, not an ssh device
         not_web = [aid for aid in ids if next(a for a in usable if a.id == aid).runtime != "tfjs"]
         if not_web:
@@ -256,12 +293,13 @@ def cmd_bench(args) -> int:
     payload = results[0] if len(results) == 1 else {"results": results}
     if args.json:
         _write_json(args.json, payload)
-    rows = [[r["artifact"], r["precision"], size(r["size_bytes"]), r["runs"], *(f"{r['latency_ms'][k]:.3f}" for k in
+    shaped = [[",".join(f"{k}={v}" for k, v in r["shape"].items())] if args.shapes else [] for r in results]
+    rows = [[r["artifact"], *sh, r["precision"], size(r["size_bytes"]), r["runs"], *(f"{r['latency_ms'][k]:.3f}" for k in
              ("p50", "p90", "p99", "mean", "std", "min")), f"{r['load_ms']:.1f}", f"{r['first_run_ms']:.2f}",
-             f"{r['peak_rss_mb']:.0f}", *_roof_cells(r.get("roofline"))] for r in results]
+             f"{r['peak_rss_mb']:.0f}", *_roof_cells(r.get("roofline"))] for r, sh in zip(results, shaped)]
     env = results[0]["env"]
-    print(render(["artifact", "precision", "size", "runs", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "min",
-                  "load ms", "first ms", "peak RSS MB", "GFLOP/s", "% peak"], rows,
+    print(render(["artifact", *(["shape"] if args.shapes else []), "precision", "size", "runs", "p50 ms", "p90 ms",
+                  "p99 ms", "mean", "std", "min", "load ms", "first ms", "peak RSS MB", "GFLOP/s", "% peak"], rows,
                  f"{bundle}: {results[0]['threads']} thread(s) on {env['cpu']['model']} "
                  f"({results[0]['measured_on']}); {env['runtime']} {env['runtime_version']}"))
     for r in results:
@@ -610,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verify-data", metavar="PATH", help="real held-out inputs to verify every artifact on, in any "
                    "--calibration form (.npz named like the inputs, .npy, image folder, .txt); replaces the source's own "
                    "or made-up ones; required for .onnx models with integer inputs (never invented)")
+    c.add_argument("--example", metavar="PATH", help="one real input (the first sample of PATH, any --calibration "
+                   "form) to build and optimize artifacts at, instead of the source's own or a made-up one; an .onnx "
+                   "source's made-up verification inputs then copy its value ranges")
     c.add_argument("--fallback-model", help="a different (e.g. smaller) model with the same inputs/outputs, compiled "
                                             "and verified as the last fallback")
     c.add_argument("--calibration", help="representative inputs for INT8: a .npy (one input), an .npz (arrays named "
@@ -674,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. to use as `gate --baseline-file`")
     b.add_argument("--profile", action="store_true", help="per-operator times from the runtime's own profiler "
                    "(ONNX Runtime, ExecuTorch ETDump), in a separate run after the timed one")
+    b.add_argument("--shape", action="append", metavar="DIM=SIZE[,DIM=SIZE]",
+                   help="time a model with dynamic dims at these sizes (repeat for several), e.g. --shape seq=8 "
+                        "--shape seq=128; dims not named stay at their opt size")
     g = sub.add_parser("gate", help="latency/size/accuracy regression gate: exit 0 pass, 1 regression, 2 usage error")
     g.add_argument("--baseline", help="bundle (or .onnx artifact) to compare against, measured side by side")
     g.add_argument("--baseline-file", help="bench JSON with samples_ms, recorded earlier (e.g. on a device)")

@@ -107,11 +107,28 @@ def summarize(ops: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _innermost(e: BaseException) -> BaseException:
+    seen = [e]
+    while (nxt := e.__cause__ or (None if e.__suppress_context__ else e.__context__)) is not None and nxt not in seen:
+        seen.append(nxt)
+        e = nxt
+    return e
+
+
+def _user_frame_of(e: BaseException) -> dict | None:
+    """The deepest frame of the user's own code in this exception's traceback."""
+    import traceback
+
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if _is_user(f.filename)]
+    if not mine:
+        return None
+    f = mine[-1]
+    return {"file": f.filename, "line": f.lineno, "function": f.name, "code": (f.line or "").strip()[:160]}
+
+
 def export_error(e: BaseException) -> dict:
     """What torch.export's failure says, with the user's line from the traceback (non-strict
     export runs the user's forward, so the failing line is a real frame of the exception)."""
-    import traceback
-
     from .errors import root_cause
 
     src = None
@@ -120,10 +137,7 @@ def export_error(e: BaseException) -> dict:
         chain.append(inner)
         inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
     for exc in reversed(chain):
-        mine = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user(f.filename)]
-        if mine:
-            f = mine[-1]
-            src = {"file": f.filename, "line": f.lineno, "function": f.name, "code": (f.line or "").strip()[:160]}
+        if (src := _user_frame_of(exc)) is not None:
             break
     text = "\n".join(str(x) for x in chain)
     kind = "export"
@@ -204,8 +218,14 @@ def explain_failure(stage: str, toolchain: str, e: BaseException, ops_file) -> t
 
     text = str(e)
     ops = json.loads(Path(ops_file).read_text())["ops"] if ops_file and Path(ops_file).exists() else []
-    named = ops_in_text(text, ops)
-    src = source_in_text(text) or (named[0]["source"] if named else None)
+    # Blame comes from the actual cause, the innermost exception: an outer message that quotes the
+    # node being processed (a detection head's failure once named aten.batch_norm at the first conv's
+    # line) is context, not the cause. Its own op, user frame or quoted traceback, in that order.
+    cause = _innermost(e)
+    cause_text = str(cause)
+    named = ops_in_text(cause_text, ops) if cause is not e else ops_in_text(text, ops)
+    src = _user_frame_of(cause) or source_in_text(cause_text) or (named[0]["source"] if named else None) \
+        or (source_in_text(text) if cause is e else None)
     msg = f"{stage} with {toolchain} failed"
     if named:
         msg += f" at operator {named[0]['op']} (node {named[0]['node']})"

@@ -221,7 +221,8 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   layout: str | None = None, op_check: bool = True,
                   precision: str | None = None, calibration_method: str | None = None,
                   percentile: float | None = None, distill: dict | None = None,
-                  inputs: list[str] | None = None, verify_data: str | None = None) -> tuple[Path, Manifest]:
+                  inputs: list[str] | None = None, verify_data: str | None = None,
+                  example: str | None = None) -> tuple[Path, Manifest]:
     """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
     student) from the teacher first (compile --distill-from), then compile it with those weights."""
     spec = spec or DEFAULT_MODEL
@@ -233,8 +234,9 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
         check_stage(distill["teacher"], spec, weights, distill.get("data"),
                     **{k: distill.get(k) for k in ("seeds", "epochs", "steps")})
     onnx_shapes = preflight(spec, weights, inputs)  # unsafe files, symbolic dims without --input: before any output
-    if verify_data and not Path(verify_data).exists():
-        raise UsageError(f"--verify-data {verify_data}: no such file or folder")
+    for opt, value in (("--verify-data", verify_data), ("--example", example)):
+        if value and not Path(value).exists():
+            raise UsageError(f"{opt} {value}: no such file or folder")
     require_real_values(spec, onnx_shapes, inputs, verify_data)
     if (calibration_method or percentile is not None) and "int8" not in [c.precision for c in profile.candidates]:
         raise UsageError(f"--calibration-method applies to INT8 candidates; target {target!r} builds none with these "
@@ -271,14 +273,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
             + "; edgekit removes only what the current run made: delete it when you are done with it")
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
-                             calibration, layout, op_check, method, distill, inputs, verify_data)
+                             calibration, layout, op_check, method, distill, inputs, verify_data, example)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
                   calibration, layout, op_check, method, distill, inputs=None,
-                  verify_data=None) -> tuple[Path, Manifest]:
+                  verify_data=None, example=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
@@ -291,7 +293,7 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
     info = run_step("prepare", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(work), "need_onnx": need_onnx,
                      "calibration": calibration, "converters": [c.converter for c in candidates],
-                     "inputs": inputs, "verify_data": verify_data}, logs)
+                     "inputs": inputs, "verify_data": verify_data, "example": example}, logs)
     if layout == "nhwc" and not any(len(t["shape"]) == 4 for t in info["inputs"]):
         writer.discard()  # a usage error: nothing worth keeping
         raise UsageError("--layout nhwc makes 4-D (N, C, H, W) inputs channel-last; this model has "

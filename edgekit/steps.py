@@ -50,16 +50,22 @@ class Work:
             info["dynamic"], info["point"] = [], self.point
         return info
 
+    @property
+    def dims(self) -> list:
+        """The compile's dynamic dims (DynamicDims), also while building one static bucket."""
+        from .sources.dynamic import DynamicDim
+
+        return [DynamicDim.from_dict(d) for d in json.loads((self.dir / "model.json").read_text()).get("dynamic") or []]
+
     def samples(self, kind: str) -> tuple[list[dict], list[dict], np.ndarray | None]:
         """(inputs, reference outputs, labels) of 'verify' or 'calib'; at a bucket's shape, the inputs
         cropped or wrapped to it, without reference outputs (those are the opt shape's)."""
         ins, refs, labels = load_samples(self.dir / f"{kind}.npz")
         if not self.point:
             return ins, refs, labels
-        from .sources.dynamic import DynamicDim, at_point
+        from .sources.dynamic import at_point
 
-        dims = [DynamicDim.from_dict(d) for d in json.loads((self.dir / "model.json").read_text())["dynamic"]]
-        return [at_point(s, dims, self.point) for s in ins], [], labels
+        return [at_point(s, self.dims, self.point) for s in ins], [], labels
 
 
 def _slug(point: dict) -> str:
@@ -76,13 +82,17 @@ def _point_shapes(info: dict, point: dict) -> dict[str, list[int]]:
 
 
 def _static_onnx(src: Path, dst: Path, shapes: dict) -> None:
-    """A copy of the working ONNX with every input at a static shape (one bucket's)."""
+    """A copy of the working ONNX with every input at a static shape (one bucket's), and the shape
+    arithmetic that the symbolic dims needed (Shape -> Gather -> Concat -> Reshape) folded into
+    constants: static-shape toolchains choke on it (onnx2tf failed on MiniLM's, measured)."""
     import onnx_ir as ir
+    import onnxscript.optimizer
 
     model = ir.load(str(src))
     for v in model.graph.inputs:
         if v.name in shapes:
             v.shape = ir.Shape(shapes[v.name])
+    onnxscript.optimizer.optimize(model)
     tmp = dst.with_name(dst.name + ".tmp")
     ir.save(model, str(tmp))
     tmp.replace(dst)
@@ -166,8 +176,9 @@ def _sequence_reference(src) -> tuple[list, list]:
 
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
             converters: list[str] | None = None, inputs: list[str] | None = None,
-            verify_data: str | None = None) -> dict:
-    """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export."""
+            verify_data: str | None = None, example: str | None = None) -> dict:
+    """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export.
+    example: compile --example, one real input that replaces the source's own example."""
     from .sources import load_model
     from .verify import accuracy
 
@@ -176,6 +187,12 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     from .calibration import check_disjoint, dataset_hash, read_calibration
 
     src = load_model(spec, weights, inputs)
+    if example:  # a real input to build at (same shape); made-up verification data copies its ranges
+        src.example = read_calibration(example, src.example, src.preprocessing)[0]
+        if src.verify_data == "random":
+            from .sources.model import random_like
+
+            src.verify_inputs = random_like(src.example, len(src.verify_inputs), seed=20261127)
     if verify_data:  # the user's own held-out inputs replace whatever the source had (or made up)
         src.verify_inputs = read_calibration(verify_data, src.example, src.preprocessing)
         src.verify_labels = None
@@ -198,6 +215,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     if src.state:  # a recurrent model: the reference over a sequence of calls, carrying its state
         save_samples(work.dir / "sequence.npz", *_sequence_reference(src))
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
+    save_samples(work.dir / "example.npz", [src.example])  # what converters build at (--example, NAME=VALUE applied)
     verify_shapes = _shape_points(src, work) if src.dynamic else []
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
@@ -277,10 +295,18 @@ def _shape_points(src, work: Work) -> list[dict]:
     from .reference import reference_outputs
     from .sources.dynamic import at_point, label, points
 
+    from .errors import ReferenceFailed
+
     out = []
     for i, p in enumerate(points(src.dynamic)):
         ins = [at_point(s, src.dynamic, p) for s in src.verify_inputs[:SHAPE_SAMPLES]]
-        refs = reference_outputs(src, ins, _reference_outputs)
+        try:
+            refs = reference_outputs(src, ins, _reference_outputs)
+        except ReferenceFailed as e:  # the model itself does not take this size: the range is wider than the model
+            raise ReferenceFailed(f"at {label(p)}, a size within the dynamic dims' bounds: {e.message}",
+                                  hint="the model does not run at every size of the range: narrow it (--input "
+                                       "NAME:...[MIN..MAX], a factory's dynamic_shapes) to sizes it takes, or "
+                                       "keep that dim fixed") from None
         save_samples(work.dir / f"verify-shape{i}.npz", ins, refs)
         out.append({"point": p, "label": label(p), "file": f"verify-shape{i}.npz", "samples": len(ins),
                     "data": f"{src.verify_data}, cropped or wrapped to {label(p)}"})

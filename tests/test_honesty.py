@@ -133,3 +133,27 @@ def test_int8_checked_only_on_made_up_inputs_is_never_the_primary():
     _, demoted = check_claims(arts, None, "digits held-out test split (397)")
     assert demoted == [] and assign_roles(arts, {a.id: (a.id in demoted, i) for i, a in enumerate(arts)})[0].id == \
         "litert-int8"
+
+
+def test_a_toolchain_failure_is_blamed_on_its_actual_cause(tmp_path):
+    """The outer message quotes the node being processed (aten.batch_norm at the first conv); the
+    cause, raised inside another function of the user's model, is what the message must name."""
+    import json
+
+    from conftest import import_file
+    from edgekit.graphops import explain_failure
+
+    model = tmp_path / "detector.py"
+    model.write_text("def head(x):\n    raise RuntimeError('tensor-valued constant in head')\n")
+    ops = [{"op": "aten.batch_norm.default", "node": "batch_norm", "source": {
+        "file": str(model), "line": 1, "function": "backbone", "code": "self.bn(self.conv(x))"}}]
+    (tmp_path / "ops.json").write_text(json.dumps({"ops": ops}))
+    try:
+        try:
+            import_file(model).head(0)
+        except RuntimeError as inner:
+            raise RuntimeError("while processing %batch_norm = aten.batch_norm(...): failed") from inner
+    except RuntimeError as e:
+        msg, _ = explain_failure("convert", "litert-torch (litert)", e, tmp_path / "ops.json")
+    assert "batch_norm" not in msg.split(":")[0] and "at operator" not in msg, msg
+    assert f"{model}:2" in msg and "tensor-valued constant in head" in msg, msg

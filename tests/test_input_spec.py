@@ -63,8 +63,8 @@ def test_symbolic_dims_without_input_stop_with_exit_2_naming_them(dynamic_onnx, 
                        ("x:1x[1..3]x8x8", "dim 1 of 'x' is fixed at 3 in the model ([1, 3, H, W]), so it cannot vary"), ("x:1x3x8x8:int64", "is float32")]:
         p = run("compile", "--model", dynamic_onnx, "--target", "cpu", "--input", spec, "--out", tmp_path / "b")
         assert p.returncode == 2 and says in p.stderr, (spec, p.stderr)
-    p = run("compile", "--target", "cpu", "--input", "image:1x1x8x8", "--out", tmp_path / "b")
-    assert p.returncode == 2 and "applies to .onnx sources" in p.stderr
+    p = run("compile", "--target", "cpu", "--input", "image:1x1x9x8", "--out", tmp_path / "b")
+    assert p.returncode == 2 and "a PyTorch source's shapes come from its example" in p.stderr
 
 
 def test_with_input_the_model_compiles_verifies_and_serves_at_that_shape(dynamic_onnx, tmp_path):

@@ -27,13 +27,10 @@ def preflight(spec: str | None, weights: str | None = None, inputs: list[str] | 
     from .safety import check_onnx_file, check_pickle_file, check_pt2
 
     spec = spec or DEFAULT_MODEL
-    if inputs and not Path(spec).suffix.lower() == ".onnx":
-        from ..errors import UsageError
+    if inputs:
         from .input_spec import parse_inputs
 
-        parse_inputs(inputs)  # a malformed spec is reported as such first
-        raise UsageError("--input applies to .onnx sources today; a PyTorch model's shapes come from its example "
-                         "inputs (the factory's, or the .pt2's)", hint="change the example the factory returns")
+        parse_inputs(inputs)  # a malformed spec is reported as such first (a PyTorch source's: at load)
     if spec.startswith("builtin:"):
         from ..builtin import BUILTINS
         from ..errors import UsageError, did_you_mean
@@ -99,7 +96,17 @@ def require_real_values(spec: str, shapes: dict | None, inputs: list[str] | None
 
 
 def load_model(spec: str | None, weights: str | None = None, inputs: list[str] | None = None) -> ModelSource:
-    spec = spec or DEFAULT_MODEL
+    """inputs: `--input` specs (edgekit.sources.input_spec): an .onnx source's shapes; a PyTorch
+    source's ranges (its dynamic dims) and fixed values."""
+    src = _load(spec or DEFAULT_MODEL, weights, inputs)
+    if inputs and src.kind == "torch":
+        from .input_spec import apply_to_torch_source
+
+        apply_to_torch_source(src, inputs)
+    return src
+
+
+def _load(spec: str, weights: str | None, inputs: list[str] | None) -> ModelSource:
     if spec.startswith("builtin:"):
         from ..builtin import load_builtin
 

@@ -179,3 +179,38 @@ def _placeholder(dim, index: int) -> str:
 
 def _show(dims: list) -> str:
     return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def apply_to_torch_source(src, texts: list[str] | None) -> None:
+    """`--input` on a PyTorch source (a factory, a built-in, a .pt2): its shapes come from its example,
+    so fixed sizes must equal the example's and a range must contain the example's size (which becomes
+    the opt size). Ranges replace the source's own dynamic dims. Ranges with the same bounds and the
+    same example size on several inputs are taken as one dim (input_ids and attention_mask have one
+    length; torch.export refuses two symbols it finds equal)."""
+    from .dynamic import DynamicDim
+
+    specs = parse_inputs(texts)
+    check_names(src.spec, list(src.example), specs)
+    groups: dict[tuple, list] = {}
+    for name, spec in specs.items():
+        if spec.value is not None:
+            continue
+        a = src.example[name]
+        if len(spec.dims) != a.ndim:
+            raise UsageError(f"--input {spec.text()}: the example's {name!r} has {a.ndim} dims ({list(a.shape)}), the "
+                             f"spec {len(spec.dims)}")
+        if spec.dtype and spec.dtype != str(a.dtype):
+            raise UsageError(f"--input {spec.text()}: the example's {name!r} is {a.dtype}, not {spec.dtype}")
+        for i, d in enumerate(spec.dims):
+            if isinstance(d, int) and d != a.shape[i]:
+                raise UsageError(f"--input {spec.text()}: dim {i} of the example's {name!r} is {a.shape[i]}; a PyTorch "
+                                 "source's shapes come from its example", hint="change the example the factory returns, "
+                                 f"or give a range that contains {a.shape[i]}")
+            if not isinstance(d, int):
+                if not d[0] <= a.shape[i] <= d[1]:
+                    raise UsageError(f"--input {spec.text()}: the range [{d[0]}..{d[1]}] leaves out the example's size "
+                                     f"{a.shape[i]} (dim {i} of {name!r}), which artifacts are built and optimized at")
+                groups.setdefault((d, a.shape[i]), []).append((name, i))
+    if groups:
+        src.dynamic = [DynamicDim(f"{uses[0][0]}_{uses[0][1]}" if len(uses) == 1 else f"dim{k}", lo, hi, size,
+                                  tuple(uses)) for k, (((lo, hi), size), uses) in enumerate(groups.items())]
