@@ -71,7 +71,7 @@ def main() -> None:
                       + (f"; padded to {PADDED}: {vs_pad['a_ms']:.2f} ms, own length is x{vs_pad['ratio']:.2f} of that"
                          if vs_pad else ""), flush=True)
 
-    print(f"\nbuiltin:minilm latency vs sequence length, 1 thread, interleaved, on this host (lower is better)")
+    print("\nbuiltin:minilm latency vs sequence length, 1 thread, interleaved, on this host (lower is better)")
     print(f"{'target':8s} {'artifact':24s} {'seq':>4s} {'eager ms':>9s} {'art. ms':>8s} {'/eager':>7s} "
           f"{'95% CI':>13s} {'padded-64 ms':>13s} {'own/padded':>10s}")
     for target, aid, n, e, p in rows:

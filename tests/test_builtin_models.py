@@ -18,8 +18,9 @@ def test_minilm_cpu_verified_fp32(minilm_bundle):
     a = m["artifacts"][0]
     assert a["verification"]["status"] == "passed" and a["verification"]["samples"] >= 32
     assert a["verification"]["metrics"]["embedding"]["cosine"] >= 0.9999
-    assert a["inputs"] == [{"name": "input_ids", "shape": [1, 64], "dtype": "int64"},
-                           {"name": "attention_mask", "shape": [1, 64], "dtype": "int64"}]
+    seq = [[1, "seq", 1, 128]]  # any length 1..128; the example (and opt) is 32 tokens
+    assert a["inputs"] == [{"name": "input_ids", "shape": [1, 32], "dtype": "int64", "dynamic": seq},
+                           {"name": "attention_mask", "shape": [1, 32], "dtype": "int64", "dynamic": seq}]
     assert hashlib.sha256((minilm_bundle / a["path"]).read_bytes()).hexdigest() == a["sha256"]
     assert a["converter"]["fusions"].get("attention", 0) == 6  # ORT's fused attention, one per layer
 

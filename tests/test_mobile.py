@@ -258,7 +258,10 @@ def test_minilm_android_dynamic_int8_is_a_quarter_of_fp32_and_within_tolerance(m
         met = i8["verification"]["metrics"]["embedding"]
         assert met["cosine_min_sample"] >= 0.99 and met["nonfinite"] == 0
         assert f32["verification"]["metrics"]["embedding"]["cosine_min_sample"] >= 0.9999
-        assert i8["size_bytes"] <= 0.35 * f32["size_bytes"], (rt, i8["size_bytes"], f32["size_bytes"])
+        def per_copy(a):  # a bucketed artifact (dynamic length, edgekit.runtimes.buckets) holds one copy per bucket
+            return a["size_bytes"] / max(1, len(a["converter"].get("buckets") or []))
+
+        assert per_copy(i8) <= 0.35 * per_copy(f32), (rt, i8["size_bytes"], f32["size_bytes"])
         q = i8["converter"]["quantization"]
         # static INT8 loses too much on this transformer: the converter says so and went dynamic
         assert q["mode"] == "dynamic" and q["static_cosine_on_calibration"] < 0.99 and "why_dynamic" in q

@@ -95,13 +95,17 @@ class BucketRunner:
         runner, feeds = self.runner_for(feeds)
         return runner.timed_runs(feeds, runs, min_time_s)
 
-    def artifact_io(self):
-        return None
-
-    def __getattr__(self, name):  # inputs, outputs, version...: the first bucket's (the opt shape)
-        if name.startswith("_") or name in ("path", "buckets", "pad"):
-            raise AttributeError(name)
+    def _first(self):
+        """The opt shape's bucket (listed first)."""
         first = self.buckets[0]
         if first["file"] not in self._runners:
             self._runners[first["file"]] = self._open(self.path / first["file"])
-        return getattr(self._runners[first["file"]], name)
+        return self._runners[first["file"]]
+
+    def artifact_io(self):  # the opt-shape bucket's (the others differ in the dynamic dims' sizes only)
+        return self._first().artifact_io()
+
+    def __getattr__(self, name):  # inputs, outputs, version...: the opt-shape bucket's
+        if name.startswith("_") or name in ("path", "buckets", "pad"):
+            raise AttributeError(name)
+        return getattr(self._first(), name)
