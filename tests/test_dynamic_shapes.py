@@ -250,6 +250,14 @@ def test_input_ranges_on_a_pytorch_source_replace_its_dynamic_dims(tmp_path):
         assert p.returncode == 2 and says in p.stderr, (spec, p.stderr)
     p = run("compile", "--target", "cpu", "--input", "image:1x1x[4..8]x8", "--out", tmp_path / "x")
     assert p.returncode == 14 and "at image_2=4, a size within the dynamic dims' bounds" in p.stderr, p.stderr
+    # a factory says the same in its dict
+    (tmp_path / "f.py").write_text(f"import sys\nsys.path.insert(0, {str(CNN.parent)!r})\nimport dynamic_cnn\n"
+                                   "def make():\n    d = dynamic_cnn.make()\n    del d['dynamic_shapes']\n"
+                                   "    return {**d, 'input_specs': ['image:1x3x64x[48..80]']}\n")
+    p = run("compile", "--model", f"{tmp_path / 'f.py'}:make", "--target", "cpu", "--out", tmp_path / "g")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert [(d["name"], d["min"], d["max"]) for d in m["model"]["dynamic"]] == [("image_3", 48, 80)]
 
 
 @pytest.mark.onnxruntime

@@ -9,6 +9,7 @@ factory() returns either `(module, example_inputs)` or a dict with keys:
   dynamic_shapes                              dims that vary, with bounds: {input: {axis: (name, min, max)}},
                                               e.g. {"ids": {1: ("seq", 1, 128)}, "mask": {1: ("seq", 1, 128)}}
                                               (one name = one dim); the example sits at the size to optimize for
+  input_specs                                 the same as `--input` lines: ["ids:1x[1..128]:int64", "sr=16000"]
   state                                       {output: input} a recurrent model carries between calls
 """
 from __future__ import annotations
@@ -148,7 +149,11 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
         from .dynamic import from_factory
 
         dynamic = from_factory(result["dynamic_shapes"], example, spec)
-    return ModelSource(
+    specs = result.get("input_specs")
+    if specs is not None and (not isinstance(specs, (list, tuple)) or not all(isinstance(x, str) for x in specs)):
+        raise ModelSourceError(f"{spec}: 'input_specs' must be a list of --input strings, e.g. "
+                               "['input_ids:1x[1..128]:int64', 'sr=16000']")
+    src = ModelSource(
         state=state, dynamic=dynamic,
         name=Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1],
         spec=spec, kind="torch", sha256=module_sha256(module), example=example, module=module,
@@ -158,3 +163,8 @@ def load_factory(spec: str, weights: str | None = None) -> ModelSource:
         verify_data=verify_data,
         calib_inputs=calib,
     )
+    if specs:  # as if given on the command line (command-line --input is applied after, and wins)
+        from .input_spec import apply_to_torch_source
+
+        apply_to_torch_source(src, list(specs))
+    return src

@@ -211,6 +211,8 @@ def apply_to_torch_source(src, texts: list[str] | None) -> None:
                     raise UsageError(f"--input {spec.text()}: the range [{d[0]}..{d[1]}] leaves out the example's size "
                                      f"{a.shape[i]} (dim {i} of {name!r}), which artifacts are built and optimized at")
                 groups.setdefault((d, a.shape[i]), []).append((name, i))
+    src.example = apply_values([src.example], specs)[0]  # NAME=VALUE: every sample holds the value
+    src.verify_inputs, src.calib_inputs = apply_values(src.verify_inputs, specs), apply_values(src.calib_inputs, specs)
     if groups:
         src.dynamic = [DynamicDim(f"{uses[0][0]}_{uses[0][1]}" if len(uses) == 1 else f"dim{k}", lo, hi, size,
                                   tuple(uses)) for k, (((lo, hi), size), uses) in enumerate(groups.items())]
