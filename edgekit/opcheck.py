@@ -206,7 +206,7 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     info = run_step("check", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(tmp / "work"),
                      "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
-                     "converters": [c.converter for c in usable], "inputs": inputs}, tmp / "logs")
+                     "converters": [c.converter for c in usable], "inputs": inputs, "shapes": False}, tmp / "logs")
     shutil.rmtree(tmp, ignore_errors=True)
     pre = info["preflight"]  # an ONNX export failure is already onnx-ort's verdict (onnx_ort.preflight)
     for c in profile.candidates:

@@ -176,9 +176,10 @@ def _sequence_reference(src) -> tuple[list, list]:
 
 def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calibration: str | None = None,
             converters: list[str] | None = None, inputs: list[str] | None = None,
-            verify_data: str | None = None, example: str | None = None) -> dict:
+            verify_data: str | None = None, example: str | None = None, shapes: bool = True) -> dict:
     """converters: run each one's pre-flight op check (edgekit.opcheck) on the one export.
-    example: compile --example, one real input that replaces the source's own example."""
+    example: compile --example, one real input that replaces the source's own example.
+    shapes: the reference at a dynamic model's extra verification shapes (`check` needs none)."""
     from .sources import load_model
     from .verify import accuracy
 
@@ -216,7 +217,7 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
         save_samples(work.dir / "sequence.npz", *_sequence_reference(src))
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
     save_samples(work.dir / "example.npz", [src.example])  # what converters build at (--example, NAME=VALUE applied)
-    verify_shapes = _shape_points(src, work) if src.dynamic else []
+    verify_shapes = _shape_points(src, work) if src.dynamic and shapes else []
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
     export = {}
