@@ -91,10 +91,10 @@ def host_check(work, onnx_path: Path) -> dict:
     inputs, refs, _ = work.samples("verify")
     got = [dict(zip(names, sess.run(names, s))) for s in inputs]
     classifier = work.info["task"] == "classification"
+    from edgekit.steps import load_samples
+
     shapes = []
     for sp in work.info.get("verify_shapes") or []:  # dynamic dims: the profile's other shapes too
-        from edgekit.steps import load_samples
-
         s_in, s_ref, _ = load_samples(work.dir / sp["file"])
         s_got = [dict(zip(names, sess.run(names, x))) for x in s_in]
         shapes.append({"label": sp["label"], "samples": len(s_in), "metrics": per_output(s_ref, s_got, list(s_ref[0]), classifier)})

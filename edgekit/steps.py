@@ -502,10 +502,10 @@ def build_buckets(work: Work, cand, out: Path) -> dict:
 
     from .converters import CONVERTERS, converter_module
     from .runtimes.buckets import BUCKETS_FILE
-    from .sources.dynamic import DynamicDim, bucket_points, label
+    from .sources.dynamic import bucket_points, label
 
     info = work.info
-    dims = [DynamicDim.from_dict(d) for d in info["dynamic"]]
+    dims = work.dims
     points = bucket_points(dims)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
