@@ -143,7 +143,7 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
     (tuples of positional tensors)."""
     import torch
 
-    from .pt2e import visit_nodes
+    from .fx_visit import visit_nodes
 
     layers = {n.name: (n, kind) for n, kind in _compute_nodes(converted)
               if n.name in float_weights and len(n.args) > 2 and getattr(n.args[2], "op", None) == "get_attr"}

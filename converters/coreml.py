@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import torch_args, torch_dynamic_shapes, torch_source
+from . import ConvertResult, Converter, torch_args, torch_dynamic_shapes, torch_source
 
 DEFAULT_TARGET = "iOS16"
 DEFAULT_COMPUTE_UNITS = "ALL"
@@ -209,7 +209,7 @@ def _w8a8(work, src, module, example, tools) -> tuple:
                                     "calibration": calib_source, "calibration_samples": len(calib)}
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import torch
 
     precision = candidate.precision
@@ -229,11 +229,11 @@ def convert(work, candidate, out_path: Path) -> dict:
     src = torch_source(work, "Core ML")
     module, example = src.module, src.example
     info: dict = {"name": "coremltools", "version": ct.__version__, "format": "mlprogram",
-                  "minimum_deployment_target": target.name, "compute_units": units,
-                  "runs_on": {"os": "Darwin", "runtime": "coremltools"}}
+                  "minimum_deployment_target": target.name, "compute_units": units}
+    res = ConvertResult(info, runs_on={"os": "Darwin", "runtime": "coremltools"})
     if w8a8:
         module, info["quantization"] = _w8a8(work, src, module, example, tools)
-    ins, outs, info["artifact_io"] = _io(work)
+    ins, outs, res.artifact_io = _io(work)
     with torch.no_grad():
         exported = torch.export.export(module, torch_args(example),
                                        dynamic_shapes=torch_dynamic_shapes(example, src.dynamic))
@@ -267,9 +267,8 @@ def convert(work, candidate, out_path: Path) -> dict:
     model.user_defined_metadata[COMPUTE_UNITS_KEY] = units
     model.short_description = f"{work.info['name']} ({precision}) compiled by edgekit"
     _save_atomically(model, Path(out_path))
-    info["artifact_checks"] = check_package(out_path, work.info["inputs"], work.info["outputs"], precision,
-                                            target.name)
-    return info
+    res.artifact_checks = check_package(out_path, work.info["inputs"], work.info["outputs"], precision, target.name)
+    return res
 
 
 def _save_atomically(model, out_path: Path) -> None:
@@ -435,3 +434,8 @@ def check_package(path, inputs: list[dict], outputs: list[dict], precision: str,
         passed.append(f"all {len(counts)} op types ({sum(counts.values())} ops) are in coremltools' MIL op "
                       f"registry for {res.get('opset')}")
     return res
+
+
+# Folder artifact: a Core ML ML Program package. Dynamic dims: RangeDim where torch.export keeps them.
+CONVERTER = Converter(name="coreml", format="mlpackage", suffix=".mlpackage", toolchains=("torch", "coremltools"),
+                      convert=convert, preflight=preflight, shape_support="try")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import torch_args, torch_dynamic_shapes, torch_source
+from . import ConvertResult, Converter, torch_args, torch_dynamic_shapes, torch_source
 from .pt2e import has_convolutions, int8_step
 
 
@@ -152,7 +152,7 @@ def _float16_inside(module):
     return Float16Inside(module).eval()
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -180,11 +180,17 @@ def convert(work, candidate, out_path: Path) -> dict:
         info["fp16"]["weights"] = ("float16 except convolution filters and biases, which ExecuTorch's "
                                    "XNNPACK serializer stores float32 (converted to float16 at load)")
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    res = ConvertResult(info)
     try:
-        info["delegation"] = _delegation(edge)
+        res.delegation = _delegation(edge)
     except Exception as e:  # noqa: BLE001 — a metric; never lose the artifact over it
-        info["delegation"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        res.delegation = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     program = edge.to_executorch()
     with open(out_path, "wb") as f:
         program.write_to_file(f)
-    return info
+    return res
+
+
+# FP32 keeps dynamic dims; PT2E's static INT8 failed on BERT's symbolic views (KeyError: view): buckets then.
+CONVERTER = Converter(name="executorch", format="pte", suffix=".pte", toolchains=("torch", "executorch"),
+                      convert=convert, preflight=preflight, shape_support="try")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import torch_args, torch_dynamic_shapes, torch_source
+from . import ConvertResult, Converter, torch_args, torch_dynamic_shapes, torch_source
 from .pt2e import int8_step
 
 
@@ -25,7 +25,7 @@ def _quantizer(dynamic: bool):
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import litert_torch
     import torch
     from litert_torch.quantize.quant_config import QuantConfig
@@ -33,6 +33,7 @@ def convert(work, candidate, out_path: Path) -> dict:
     src = torch_source(work, "LiteRT")
     module, example = src.module, src.example
     info: dict = {"name": "litert-torch", "layout": "as the model (NCHW for images)"}
+    res = ConvertResult(info)
     # compile_model has refused --layout nhwc for a model without 4-D inputs
     nhwc = [n for n, a in example.items() if a.ndim == 4] if candidate.options.get("layout") == "nhwc" else []
 
@@ -45,7 +46,7 @@ def convert(work, candidate, out_path: Path) -> dict:
         module.training = False  # the wrapper only; the source is in eval mode (a .pt2 one refuses .eval())
         example = to_artifact(example)
         info["layout"] = "NHWC"
-        info["input_layout"] = {n: "NHWC" for n in nhwc}
+        res.input_layout = {n: "NHWC" for n in nhwc}
     # Dynamic dims stay symbolic where litert-torch can lower the ops around them (convolutions, pooling
     # and linear layers can; a symbolic reshape, e.g. an embedding lookup's, cannot): otherwise convert
     # raises and the caller builds shape buckets (edgekit.steps.build_candidate).
@@ -71,10 +72,10 @@ def convert(work, candidate, out_path: Path) -> dict:
 
     try:
         # what the XNNPACK delegate takes at load time (at the example's shapes, for dynamic dims)
-        info["delegation"] = delegation_coverage(out_path, [a.shape for a in example.values()])
+        res.delegation = delegation_coverage(out_path, [a.shape for a in example.values()])
     except Exception as e:  # noqa: BLE001 — a metric (private interpreter API); never lose the artifact over it
-        info["delegation"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-    return info
+        res.delegation = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    return res
 
 
 def _is_dynamic(node) -> bool:
@@ -110,3 +111,7 @@ def preflight(ctx) -> dict:
         elif "aten." in o["op"] and lookup(n.target) is None:
             unsupported.append({**o, "why": f"litert-torch has no lowering for {o['op']}"})
     return ctx.verdict(unsupported, table="litert-torch decompositions (pre_lower_decomp) + lowering registry")
+
+
+CONVERTER = Converter(name="litert", format="tflite", suffix=".tflite", toolchains=("torch", "litert-torch"),
+                      convert=convert, preflight=preflight, shape_support="try")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import ConvertResult, Converter
+from .ort_kernels import cpu_kernels, ort_version
 
-def convert(work, candidate, out_path: Path) -> dict:
+
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     if candidate.precision == "int8":
         from .ort_int8 import quantize
 
-        return quantize(work, out_path)
+        return ConvertResult(quantize(work, out_path))
     if candidate.precision == "fp16":  # the fused FP32 graph first, then its float16 form (ort_fp16.py)
         from .ort_fp16 import convert as to_fp16
 
@@ -28,8 +31,8 @@ def convert(work, candidate, out_path: Path) -> dict:
             info["fp16"] = to_fp16(fused, out_path)
         finally:
             fused.unlink(missing_ok=True)
-        return info
-    return _fp32(work, candidate, out_path)
+        return ConvertResult(info)
+    return ConvertResult(_fp32(work, candidate, out_path))
 
 
 def _fp32(work, candidate, out_path: Path) -> dict:
@@ -53,23 +56,6 @@ def _fp32(work, candidate, out_path: Path) -> dict:
     return info
 
 
-def _cpu_kernels() -> dict:
-    """(domain, op) -> [(first opset, last opset, {constraint: [types]})] from ONNX Runtime's own
-    kernel registry, and (domain, op) -> the type constraint of its first input (from the schemas)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as C
-
-    kernels: dict = {}
-    for k in C.get_all_opkernel_def():
-        if k.provider == "CPUExecutionProvider":
-            kernels.setdefault((k.domain or "ai.onnx", k.op_name), []).append(
-                (*k.version_range, dict(k.type_constraints)))
-    first_input = {}
-    for s in C.get_all_operator_schema():
-        if s.inputs:
-            first_input[(s.domain or "ai.onnx", s.name)] = s.inputs[0].typeStr
-    return kernels, first_input
-
-
 def preflight(ctx) -> dict:
     """Every node of the ONNX export against ONNX Runtime's CPU kernel registry (op, opset, dtype)."""
     if ctx.onnx_error:
@@ -79,7 +65,7 @@ def preflight(ctx) -> dict:
     from edgekit.graphops import user_frame
 
     model = ir.load(str(ctx.onnx_path))
-    kernels, first_input = _cpu_kernels()
+    kernels, first_input = cpu_kernels()
     local_functions = {(f.domain, f.name) for f in model.functions.values()}
     unsupported = []
     for node in model.graph.all_nodes() if hasattr(model.graph, "all_nodes") else model.graph:
@@ -106,7 +92,7 @@ def preflight(ctx) -> dict:
             unsupported.append({"op": f"{node.op_type} (from {fx.split('target=')[-1].split(']')[0]})" if fx
                                 else node.op_type, "node": node.name,
                                 "source": user_frame(meta.get("pkg.torch.onnx.stack_trace")), "why": why})
-    return ctx.verdict(unsupported, table=f"onnxruntime {_ort_version()} CPU kernel registry "
+    return ctx.verdict(unsupported, table=f"onnxruntime {ort_version()} CPU kernel registry "
                                           "(onnxruntime.capi get_all_opkernel_def)")
 
 
@@ -122,7 +108,5 @@ def _expanded_by_ort(op_type: str, opset: int, domain: str) -> bool:
     return bool(schema.has_function or schema.has_context_dependent_function)
 
 
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
+CONVERTER = Converter(name="onnx-ort", format="onnx", suffix=".onnx", toolchains=("onnx", "onnxscript", "onnxruntime"),
+                      convert=convert, preflight=preflight, needs_onnx=True, shape_support="dynamic")

@@ -64,22 +64,22 @@ def convert(src: Path, out_path: Path) -> dict:
 
     import onnx
 
-    from .onnx_ort import _cpu_kernels, _ort_version
+    from .ort_kernels import cpu_kernels, ort_version
 
     model = onnx.load(str(src))
-    kernels, _ = _cpu_kernels()
+    kernels, _ = cpu_kernels()
     have = _float16_ops(kernels)
     ops = collections.Counter((n.domain or "ai.onnx", n.op_type) for n in model.graph.node)
     missing = sorted({op for (domain, op) in ops if (domain, op) not in have and op != "Cast"})
     slow = sorted(set(missing) & set(MATRIX_OPS))
     if slow:  # float16 elementwise ops between float32 matrix products only add casts (measured: 3.7x slower)
         blocked, why = sorted({op for _, op in ops}), (
-            f"onnxruntime {_ort_version()} on this machine has no float16 CPU kernel for {', '.join(slow)}: "
+            f"onnxruntime {ort_version()} on this machine has no float16 CPU kernel for {', '.join(slow)}: "
             "float16 weights only, float32 arithmetic")
     else:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        blocked, why = missing, f"no float16 CPU kernel in onnxruntime {_ort_version()} on this machine"
+        blocked, why = missing, f"no float16 CPU kernel in onnxruntime {ort_version()} on this machine"
         model = convert_float_to_float16(model, keep_io_types=True, op_block_list=missing)
     stored = _store_weights_fp16(model)
     onnx.save(model, str(out_path))

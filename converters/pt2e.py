@@ -65,24 +65,6 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
     return module, quantizer, {"quantization": qinfo}
 
 
-def visit_nodes(gm, samples: list[tuple], names, visit) -> None:
-    """Runs the fx graph module on each sample; after each node named in `names` runs,
-    visit(node, env, output), env holding the values of its inputs (bias correction's means,
-    the mixed-precision ranking's captures)."""
-    import torch
-
-    class Visitor(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n.name in names:
-                visit(n, self.env, out)
-            return out
-
-    with torch.no_grad():
-        for args in samples:
-            Visitor(gm).run(*args)
-
-
 def _is_float(node) -> bool:
     val = getattr(node, "meta", {}).get("val")
     return getattr(val, "dtype", None) is not None and val.dtype.is_floating_point

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 RANK_SAMPLES = 8
 LAYER_OPS = ("conv2d", "linear", "add", "mul", "matmul", "bmm")
@@ -45,7 +44,7 @@ def _capture(gm, samples: list[tuple], names: set[str]) -> dict:
     """name -> (first input, output) of those nodes, stacked over samples."""
     import torch
 
-    from .pt2e import visit_nodes
+    from .fx_visit import visit_nodes
 
     got: dict = {}
 

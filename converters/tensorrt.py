@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import ConvertResult, Converter
+
 BUILD_COMMAND = "python -m edgekit build {bundle}"
 INSTALL = ("on a Jetson TensorRT comes with JetPack (`sudo apt-get install python3-libnvinfer`); elsewhere "
            "`pip install tensorrt cuda-python` on a machine with an NVIDIA GPU")
 WORKSPACE_BYTES = 1 << 30  # 1 GiB: Orin Nano has 8 GB shared between CPU and GPU
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import onnx
     import onnx_ir as ir
     import onnxscript.optimizer
@@ -56,15 +58,14 @@ def convert(work, candidate, out_path: Path) -> dict:
     tmp.replace(out_path)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     engine = out_path.with_suffix(".engine").name
-    return {
-        "name": "tensorrt", "opset": opset, "precision": candidate.precision, "workspace_bytes": WORKSPACE_BYTES,
-        "runs_on": {"arch": None, "gpu": "cuda", "runtime": "tensorrt"},
-        "host_check": host_check(work, out_path),
-        "deferred": {"step": "tensorrt-engine", "engine": engine, "command": BUILD_COMMAND,
-                     "why": "a TensorRT engine is specific to the GPU and TensorRT version that build it; "
-                            "it is built on the device", **({"profile": profile} if profile else {})},
-        **({"profile": profile} if profile else {}),
-    }
+    return ConvertResult(
+        {"name": "tensorrt", "opset": opset, "precision": candidate.precision, "workspace_bytes": WORKSPACE_BYTES,
+         **({"profile": profile} if profile else {})},
+        runs_on={"arch": None, "gpu": "cuda", "runtime": "tensorrt"},
+        host_check=host_check(work, out_path),
+        deferred={"step": "tensorrt-engine", "engine": engine, "command": BUILD_COMMAND,
+                  "why": "a TensorRT engine is specific to the GPU and TensorRT version that build it; "
+                         "it is built on the device", **({"profile": profile} if profile else {})})
 
 
 def optimization_profile(info: dict) -> dict[str, dict[str, list[int]]]:
@@ -91,7 +92,7 @@ def host_check(work, onnx_path: Path) -> dict:
     inputs, refs, _ = work.samples("verify")
     got = [dict(zip(names, sess.run(names, s))) for s in inputs]
     classifier = work.info["task"] == "classification"
-    from edgekit.steps import load_samples
+    from edgekit.samples import load_samples
 
     shapes = []
     for sp in work.info.get("verify_shapes") or []:  # dynamic dims: the profile's other shapes too
@@ -153,3 +154,8 @@ def preflight(ctx) -> dict:
         return ctx.failed_before("ONNX export (torch.onnx.export, dynamo)", ctx.onnx_error)
     return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": "",
             "error": "TensorRT is checked on the device (its ONNX parser runs when the engine is built)"}
+
+
+# The host half of TensorRT: a TensorRT-ready ONNX; the engine is built on the device (edgekit build).
+CONVERTER = Converter(name="tensorrt", format="onnx", suffix=".onnx", toolchains=("onnx", "onnxscript", "onnxruntime"),
+                      convert=convert, preflight=preflight, needs_onnx=True, shape_support="dynamic")

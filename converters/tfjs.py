@@ -26,20 +26,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import ConvertResult, Converter
+from ..locate import tfjs_python  # noqa: F401 - deps finds the converter through it too
+
 CHILD = Path(__file__).with_name("tfjs_child.py")
 RESULT_MARK = "EDGEKIT-TFJS "
 QUANT = {"fp32": "none", "fp16": "float16", "int8": "uint8"}
 WEIGHTS = {"fp32": "float32", "fp16": "float16 (dequantized to float32 at load)",
            "int8": "uint8 affine per tensor where its error is <= 2 %, float16 for the rest (dequantized to float32 at load)"}
 TIMEOUT_S = 1800
-
-
-def tfjs_python() -> str | None:
-    """The converter venv's Python: EDGEKIT_TFJS_PYTHON, else .venv-tfjs next to the checkout."""
-    env = os.environ.get("EDGEKIT_TFJS_PYTHON")
-    py = Path(env) if env else Path(__file__).resolve().parents[1] / ".venv-tfjs" / "bin" / "python"
-    site = list(py.parents[1].glob("lib/python3*/site-packages/onnx2tf")) if py.is_file() else []
-    return str(py) if site else None
 
 
 def prepare_onnx(src: Path, dst: Path) -> list[str]:
@@ -84,7 +79,7 @@ def prepare_onnx(src: Path, dst: Path) -> list[str]:
     return [f"{op} -> {why[op]} x{n}" for op, n in done.items() if n]
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     from edgekit import deps
 
     py = tfjs_python()
@@ -132,9 +127,7 @@ def convert(work, candidate, out_path: Path) -> dict:
     if rewritten:
         info["rewrites"] = rewritten
     nhwc = {k: v for k, v in layout.items() if v == "NHWC"}
-    if nhwc:
-        info["input_layout"] = nhwc
-    return info
+    return ConvertResult(info, input_layout=nhwc or None)
 
 
 def preflight(ctx) -> dict:
@@ -155,3 +148,8 @@ def preflight(ctx) -> dict:
                    for n in model.graph.node
                    if n.op_type != "Constant" and (n.domain not in ("", "ai.onnx") or n.op_type not in table)]
     return ctx.verdict(unsupported, table=f"onnx2tf/ops ({len(table)} ONNX ops)")
+
+
+# Folder artifact: a TF.js graph model (model.json + weight shards).
+CONVERTER = Converter(name="tfjs", format="tfjs-graph-model", suffix=".tfjs", toolchains=("onnx", "tfjs-converter"),
+                      convert=convert, preflight=preflight, needs_onnx=True, shape_support="try")

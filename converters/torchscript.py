@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import ConvertResult, Converter
 
-def convert(work, candidate, out_path: Path) -> dict:
+
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import torch
 
     from . import torch_args, torch_source
@@ -26,7 +28,7 @@ def convert(work, candidate, out_path: Path) -> dict:
     except Exception as e:  # recorded, not hidden
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     traced._save_for_lite_interpreter(str(out_path))
-    return {"name": "torchscript", "optimize_for_mobile": applied, "optimize_for_mobile_error": why or None}
+    return ConvertResult({"name": "torchscript", "optimize_for_mobile": applied, "optimize_for_mobile_error": why or None})
 
 
 def preflight(ctx) -> dict:
@@ -45,3 +47,7 @@ def preflight(ctx) -> dict:
         return {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": table,
                 "error": f"torch.export failed ({err['error']}); torch.jit.trace may still trace it"}
     return ctx.verdict([], table=table)
+
+
+CONVERTER = Converter(name="torchscript", format="torchscript", suffix=".ptl", toolchains=("torch",),
+                      convert=convert, preflight=preflight, shape_support="dynamic")

@@ -24,6 +24,9 @@ import struct
 import subprocess
 from pathlib import Path
 
+from . import ConvertResult, Converter
+from ..locate import cuda_home
+
 CROSS_CXX = "aarch64-linux-gnu-g++"
 CROSS_INSTALL = "sudo apt-get install g++-aarch64-linux-gnu  # or scripts/setup-env.sh tvm"
 CUDA_INSTALL = "pip install 'nvidia-cuda-nvcc==13.0.88' 'nvidia-nvvm==13.0.88'  # or scripts/setup-env.sh tvm"
@@ -51,24 +54,6 @@ def _targets(kind: str, options: dict):
     raise ValueError(f"unknown tvm_target {kind!r} (host, aarch64, cuda)")
 
 
-def cuda_home() -> str | None:
-    """The CUDA toolkit to compile kernels with: the pip `nvidia-cuda-nvcc` wheel edgekit installs,
-    else CUDA_PATH, else nvcc on PATH."""
-    try:
-        import nvidia
-
-        for base in nvidia.__path__:
-            for sub in sorted(Path(base).glob("cu*")):
-                if (sub / "bin" / "nvcc").exists():
-                    return str(sub)
-    except ImportError:
-        pass
-    if os.environ.get("CUDA_PATH"):
-        return os.environ["CUDA_PATH"]
-    nvcc = shutil.which("nvcc")
-    return str(Path(nvcc).resolve().parent.parent) if nvcc else None
-
-
 def _compile_cuda(source: str, arch: str, out: Path) -> dict:
     """nvcc -cubin for `arch`; ptxas' resource report kept (registers, spills per kernel)."""
     from edgekit.errors import ToolchainMissing
@@ -91,7 +76,7 @@ def _compile_cuda(source: str, arch: str, out: Path) -> dict:
             "kernels": proc.stderr.count("Compiling entry function"), "spill_bytes": spills}
 
 
-def convert(work, candidate, out_path: Path) -> dict:
+def convert(work, candidate, out_path: Path) -> ConvertResult:
     import onnx
     import tvm
     import tvm_ffi
@@ -142,11 +127,11 @@ def convert(work, candidate, out_path: Path) -> dict:
         # The runner hands this cubin to TVM only for the exact source it came from.
         cubin.with_suffix(".source-sha256").write_text(info["cuda"]["source_sha256"] + "\n")
         info["sidecars"] = [cubin.name, cubin.with_suffix(".source-sha256").name]
-    if kind != "host":
-        info["runs_on"] = {"arch": "aarch64", "gpu": "cuda " + candidate.options.get("cuda_arch", "sm_87")
-                           if kind == "cuda" else None}
-        info["artifact_checks"] = check_library(out_path, "aarch64", gpu=kind == "cuda")
-    return info
+    if kind == "host":
+        return ConvertResult(info)
+    return ConvertResult(info, runs_on={"arch": "aarch64", "gpu": "cuda " + candidate.options.get("cuda_arch", "sm_87")
+                                        if kind == "cuda" else None},
+                         artifact_checks=check_library(out_path, "aarch64", gpu=kind == "cuda"))
 
 
 def elf_header(path: Path) -> dict:
@@ -226,3 +211,15 @@ def preflight(ctx) -> dict:
                     "why": f"TVM's ONNX importer has no converter for {n.op_type}"}
                    for n in model.graph.node if n.op_type not in table and n.domain in ("", "ai.onnx")]
     return ctx.verdict(unsupported, table="tvm.relax.frontend.onnx converter table (_get_convert_map)")
+
+
+# One TVM converter, three machines: this CPU, aarch64 Linux CPUs, and an NVIDIA GPU with an aarch64 host.
+# TVM builds one static module per shape bucket (Relax's symbolic shapes are not tried yet).
+CONVERTERS = [
+    Converter(name="tvm", format="tvm-module", suffix=".so", toolchains=("onnx", "tvm"), convert=convert,
+              preflight=preflight, needs_onnx=True),
+    Converter(name="tvm-aarch64", format="tvm-module", suffix=".so", toolchains=("onnx", "tvm", "aarch64-g++"),
+              convert=convert, preflight=preflight, needs_onnx=True),
+    Converter(name="tvm-cuda", format="tvm-module", suffix=".so", toolchains=("onnx", "tvm", "aarch64-g++", "nvcc"),
+              convert=convert, preflight=preflight, needs_onnx=True),
+]

@@ -15,6 +15,43 @@ import numpy as np
 WARMUP_S, MIN_RUNS, MIN_TIME_S, MAX_TIME_S = 0.5, 50, 1.0, 120.0
 
 
+def options_from(args) -> dict:
+    """bench_all's keyword options from parsed command-line arguments (bench, compile --bench, report)."""
+    return {"shapes": getattr(args, "shapes", None), "warmup_s": getattr(args, "warmup", WARMUP_S),
+            "min_runs": getattr(args, "min_runs", MIN_RUNS), "min_time_s": getattr(args, "min_time", MIN_TIME_S),
+            "keep_samples": getattr(args, "keep_samples", False), "profile": getattr(args, "profile", False),
+            "runtime": getattr(args, "runtime", None)}
+
+
+def bench_all(bundle: Path, artifact_ids, threads: int | None = 1, shapes: list[dict] | None = None,
+              warmup_s: float = WARMUP_S, min_runs: int = MIN_RUNS, min_time_s: float = MIN_TIME_S,
+              keep_samples: bool = False, profile: bool = False, runtime: str | None = None) -> list[dict]:
+    """Benchmark each artifact (at each of `shapes`, for dynamic dims) in a child process of its own,
+    one after another (never two at once: they would share the cores). Progress goes to stderr."""
+    from .isolate import run_step
+
+    results = []
+    for aid in artifact_ids:
+        for shape in shapes or [None]:
+            at = f" at {', '.join(f'{k}={v}' for k, v in shape.items())}" if shape else ""
+            print(f"[edgekit] bench {aid}{at} ({threads} thread{'s' if threads != 1 else ''}) ...", file=sys.stderr,
+                  flush=True)
+            results.append(run_step(f"bench-{aid}", "edgekit.bench:measure",
+                                    {"bundle_dir": str(bundle), "artifact_id": aid, "threads": threads,
+                                     "warmup_s": warmup_s, "min_runs": min_runs, "min_time_s": min_time_s,
+                                     "progress": True, "keep_samples": keep_samples, "profile": profile,
+                                     "runtime": runtime, "shape": shape},
+                                    log_dir(Path(bundle)), stderr_to_terminal=True))
+    return results
+
+
+def log_dir(bundle: Path) -> Path:
+    """Bench logs go to a temp folder: a bundle may be read-only on a device and is never modified."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f"edgekit-bench-{bundle.name}-"))
+
+
 def latency_stats(times_ms: list[float]) -> dict:
     a = np.asarray(times_ms)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])

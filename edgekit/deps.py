@@ -90,20 +90,20 @@ def _find_binary(tc: Toolchain) -> str | None:
     import shutil
 
     if tc.name == "nvcc":  # the pip wheel's nvcc (not on PATH) counts
-        from edgekit.converters.tvm import cuda_home
+        from .locate import cuda_home
 
         home = cuda_home()
         return f"{home}/bin/nvcc" if home else None
     if tc.name == "tfjs-converter":  # onnx2tf + tensorflowjs live in their own venv
-        from edgekit.converters.tfjs import tfjs_python
+        from .locate import tfjs_python
 
         return tfjs_python()
     if tc.name == "node-tfjs":  # node itself, and @tensorflow/tfjs where npm ci put it
-        from edgekit.runtimes.tfjs import node_modules
+        from .locate import node_modules
 
         return shutil.which("node") if (node_modules() / "@tensorflow/tfjs/package.json").is_file() else None
     if tc.name == "chromium":
-        from edgekit.runtimes.chromium import chromium_binary
+        from .locate import chromium_binary
 
         return chromium_binary()
     return shutil.which(tc.binary)
@@ -129,7 +129,7 @@ def version(name: str) -> str | None:
 
 
 def _tfjs_converter_version() -> str:
-    from edgekit.converters.tfjs import tfjs_python
+    from .locate import tfjs_python
 
     site = list(Path(tfjs_python()).parents[1].glob("lib/python3*/site-packages"))
     found = {d.name.removesuffix(".dist-info").split("-")[0].lower(): d.name.removesuffix(".dist-info").split("-")[1]
@@ -141,7 +141,7 @@ def _node_tfjs_version() -> str:
     import json
     import subprocess
 
-    from edgekit.runtimes.tfjs import node_modules
+    from .locate import node_modules
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     tfjs = json.loads((node_modules() / "@tensorflow/tfjs/package.json").read_text())["version"]
@@ -149,7 +149,7 @@ def _node_tfjs_version() -> str:
 
 
 def _chromium_version() -> str:
-    from edgekit.runtimes.chromium import chromium_version
+    from .locate import chromium_version
 
     return chromium_version()
 

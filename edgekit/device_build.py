@@ -57,7 +57,7 @@ def _build_engine(bundle: Path, a: Artifact, logs: Path, workspace_mb: int | Non
 def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, list[list[str]]]:
     """Build/verify every on-device artifact this machine can run; (new manifest, result rows)."""
     from . import deps
-    from .steps import device_words, runs_here
+    from .offhost import device_words, runs_here
     from .targets import get_profile
 
     bundle = Path(bundle_dir)

@@ -27,7 +27,7 @@ import numpy as np
 from .bundle import check_listed_file
 from .errors import ArtifactFailed, BundleError, EdgekitError, InputError, ToolchainMissing
 from .manifest import Artifact, Manifest
-from .predictor import check_inputs
+from .feeds import check_inputs, stream_of
 
 __all__ = ["ArtifactFailed", "FallbackPolicy", "FallbackPredictor"]
 
@@ -76,8 +76,6 @@ class FallbackPredictor:
     def stream(self):
         """A recurrent model's calls with its state carried, across artifact switches too (see
         edgekit.predictor.Stream)."""
-        from .predictor import stream_of
-
         return stream_of(self)
 
     def predict(self, inputs) -> dict[str, np.ndarray]:

@@ -213,7 +213,7 @@ def explain_failure(stage: str, toolchain: str, e: BaseException, ops_file) -> t
     import json
     from pathlib import Path
 
-    from .opcheck import rewrite_for, where
+    from .findings import rewrite_for, where
     from .errors import root_cause
 
     text = str(e)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .findings import finding, rewrite_for, where
+
 
 @dataclass
 class OpContext:
@@ -70,18 +72,18 @@ def export_program(module, example: dict):
 
 def run_checks(ctx: OpContext, converters: list[str]) -> dict[str, dict]:
     """converter name -> verdict. A check that breaks says "unknown"; it never blocks a conversion."""
-    from .converters import converter_module
+    from . import converters as registry
     from .errors import root_cause
 
     out = {}
     for name in dict.fromkeys(converters):
-        module = converter_module(name)
-        if not hasattr(module, "preflight"):
+        check = registry.get(name).preflight
+        if check is None:
             out[name] = {"status": "unknown", "unsupported": [], "not_accelerated": [], "table": "",
                          "error": f"the {name} converter has no pre-flight check"}
             continue
         try:
-            out[name] = module.preflight(ctx)
+            out[name] = check(ctx)
         except Exception as e:  # noqa: BLE001 — the check is advice; conversion is the judge
             import traceback
 
@@ -97,38 +99,6 @@ def ops_of_onnx(path: Path) -> list[dict]:
 
     return [{"op": f"{n.domain or 'ai.onnx'}.{n.op_type}", "node": n.name, "dtypes": [], "source": None,
              "module": ""} for n in ir.load(str(path)).graph]
-
-
-# --- reporting (parent side: no torch) -------------------------------------------------------
-
-def _short(path: str) -> str:
-    import os
-
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith("..") else path
-
-
-def where(src: dict | None) -> str:
-    """'model.py:12 `y = torch.cumsum(x, 1)`' or '' when the export did not know the line."""
-    return f"{_short(src['file'])}:{src['line']} `{src['code']}`" if src else ""
-
-
-def finding(f: dict) -> str:
-    """One unsupported/slow operator in one line: op (node) at file:line `code`: why."""
-    node = f" (node {f['node']})" if f.get("node") and f["node"] != f.get("op") else ""
-    at = f" at {where(f.get('source'))}" if f.get("source") else ""
-    head = f"{f['op']}{node}{at}" if f.get("op") not in (None, "", "-") else at.strip()
-    return f"{head}: {f['why']}" if head else f["why"]
-
-
-def rewrite_for(findings: list[dict]) -> str | None:
-    from .rewrites import suggest
-
-    for f in findings:
-        tip = suggest(f.get("op", ""), f.get("why", ""))
-        if tip:
-            return tip
-    return None
 
 
 def failure_message(cand_id: str, verdict: dict) -> str:
@@ -183,17 +153,16 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     import tempfile
 
     from . import deps
-    from .converters import CONVERTERS
+    from . import converters
     from .errors import EXIT_DEGRADED, ConversionError, ToolchainMissing
     from .isolate import run_step
-    from .pipeline import _missing_toolchains
     from .sources import DEFAULT_MODEL, preflight
     from .targets import get_profile
 
     spec = spec or DEFAULT_MODEL
     profile = get_profile(target)
     preflight(spec, weights, inputs)
-    missing = {c.id: _missing_toolchains(c) for c in profile.candidates}
+    missing = {c.id: c.missing_toolchains() for c in profile.candidates}
     usable = [c for c in profile.candidates if not missing[c.id]]
     if not usable:
         first = next(iter(missing.values()))[0]
@@ -205,7 +174,7 @@ def check_model(spec: str | None, target: str, weights: str | None = None, json_
     # on failure the temp folder stays: the error names its log
     info = run_step("check", "edgekit.steps:prepare",
                     {"spec": spec, "weights": weights, "workdir": str(tmp / "work"),
-                     "need_onnx": any(CONVERTERS[c.converter][4] for c in usable),
+                     "need_onnx": any(converters.get(c.converter).needs_onnx for c in usable),
                      "converters": [c.converter for c in usable], "inputs": inputs, "shapes": False}, tmp / "logs")
     shutil.rmtree(tmp, ignore_errors=True)
     pre = info["preflight"]  # an ONNX export failure is already onnx-ort's verdict (onnx_ort.preflight)

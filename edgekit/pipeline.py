@@ -15,12 +15,12 @@ from pathlib import Path
 from . import __version__, deps
 from .bundle import BundleWriter, check_out_dir, sha256_file, size_bytes
 from .claims import check_claims
-from .converters import CONVERTERS, toolchains
+from . import converters
 from .errors import ConversionError, EdgekitError, ToolchainMissing, UsageError, VerificationFailed
 from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification, assign_roles, degraded
-from .opcheck import failure_message, finding, rewrite_for, where
-from .runtimes import toolchain_of
+from .findings import finding, rewrite_for, where
+from .opcheck import failure_message
 from .sources import DEFAULT_MODEL, preflight, require_real_values
 from .steps import load_samples, save_samples
 from .targets import get_profile
@@ -37,17 +37,6 @@ def default_out(spec: str, target: str) -> Path:
     return Path("build") / f"{slug.strip('-') or 'model'}-{target}"
 
 
-def candidate_toolchains(cand) -> list[str]:
-    """What building and running this candidate needs: its converter's toolchains, then its runtime's."""
-    return list(dict.fromkeys([*toolchains(cand.converter), toolchain_of(cand.runtime)]))
-
-
-def _missing_toolchains(cand) -> list[str]:
-    """What this host lacks to build (and verify) the candidate. Toolchains only the device has
-    (TensorRT) are not missing here: that step is deferred to the device (edgekit build)."""
-    return [t for t in candidate_toolchains(cand) if deps.TOOLCHAINS[t].where == "host" and not deps.available(t)]
-
-
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
                trust_preflight: bool = True, calibration_method: dict | None = None) -> tuple[list, list]:
     """Convert + verify each candidate in its own child process; (artifacts, failed candidates).
@@ -57,7 +46,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
     verdicts = (info.get("preflight") or {}).get("verdicts", {})
     for c in candidates:
         verdict = verdicts.get(c.converter)
-        if export.get("error") and CONVERTERS[c.converter][4]:
+        if export.get("error") and converters.get(c.converter).needs_onnx:
             at = f" at {where(export['source'])}" if export.get("source") else ""
             failed.append({"id": c.id, "stage": "export", "error": f"ONNX export failed{at}: {export['error']}",
                            "hint": "; ".join(filter(None, [rewrite_for([{"op": "", "why": export["error"]}]),
@@ -72,7 +61,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                            or "compile --no-preflight converts it anyway (the check reads the toolchain's own tables)"})
             _say_failed(failed[-1])
             continue
-        fmt, suffix = CONVERTERS[c.converter][2], CONVERTERS[c.converter][3]
+        fmt, suffix = converters.get(c.converter).format, converters.get(c.converter).suffix
         rel = f"artifacts/{c.id}{suffix}"
         t1 = time.perf_counter()
         say(f"  {c.id}: convert ({c.converter}) + verify on {c.runtime} ...")
@@ -100,7 +89,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             inputs=[TensorSpec.from_dict(t) for t in res["inputs"]],
             outputs=[TensorSpec.from_dict(t) for t in res["outputs"]], verification=v,
             converter=_converter_record(c.converter, res["converter"]), input_layout=res["converter"].get("input_layout"),
-            toolchain=deps.versions(dict.fromkeys(["torch", *candidate_toolchains(c)])),
+            toolchain=deps.versions(dict.fromkeys(["torch", *c.toolchains()])),
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
@@ -108,7 +97,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
 
 
 def _converter_record(key: str, info: dict) -> dict:
-    """The artifact's converter record: `name` is always its row in CONVERTERS (what the contract
+    """The artifact's converter record: `name` is always its Converter's name (what the contract
     test and tools key on); a converter's own name for its toolchain (litert-torch, coremltools,
     onnx2tf+tensorflowjs) is kept as `tool`."""
     tool = info.get("name")
@@ -150,7 +139,7 @@ def _fallback_model(spec: str, main_info: dict, candidates, writer: BundleWriter
     cand = replace(candidates[0], variant="fallback-model")
     info = run_step("prepare-fallback-model", "edgekit.steps:prepare",
                     {"spec": spec, "weights": None, "workdir": str(work),
-                     "need_onnx": CONVERTERS[cand.converter][4]}, logs)
+                     "need_onnx": converters.get(cand.converter).needs_onnx}, logs)
     if _io(info) != _io(main_info):
         raise UsageError(f"--fallback-model {spec} must take the same inputs and give the same outputs as the model: "
                          f"it has {_io(info)}, the model has {_io(main_info)}")
@@ -253,7 +242,7 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     check_out_dir(out_dir)  # before any work: never replace a folder that is not a bundle
     candidates, skipped = [], []
     for c in profile.candidates:
-        missing = _missing_toolchains(c)
+        missing = c.missing_toolchains()
         if c.id in lacking:
             skipped.append({"id": c.id, "stage": "options", "error": lacking[c.id],
                             "hint": "another --calibration-method, or leave it out for the quantizer's default"})
@@ -283,7 +272,7 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                   verify_data=None, example=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
-    need_onnx = any(CONVERTERS[c.converter][4] for c in candidates)
+    need_onnx = any(converters.get(c.converter).needs_onnx for c in candidates)
     say(f"[edgekit] compile {spec} for target '{profile.name}' -> {out_dir}")
     distillation = None
     if distill:

@@ -31,8 +31,8 @@ DEFAULT_TOLERANCES = {
 
 @dataclass(frozen=True)
 class Candidate:
-    converter: str  # key in edgekit.converters.CONVERTERS
-    runtime: str  # key in edgekit.runtimes.RUNTIMES
+    converter: str  # a Converter's name (edgekit.converters)
+    runtime: str  # a Runner's runtime (edgekit.runtimes)
     precision: str
     options: dict = field(default_factory=dict)
     variant: str = ""  # tells apart two candidates on one runtime+precision, e.g. "plain"
@@ -43,6 +43,20 @@ class Candidate:
     @property
     def id(self) -> str:
         return f"{self.runtime}-{self.precision}" + (f"-{self.variant}" if self.variant else "")
+
+    def toolchains(self) -> list[str]:
+        """What building and running it needs: its converter's toolchains, then its runtime's."""
+        from . import converters
+        from .runtimes import toolchain_of
+
+        return list(dict.fromkeys([*converters.get(self.converter).toolchains, toolchain_of(self.runtime)]))
+
+    def missing_toolchains(self) -> list[str]:
+        """What this host lacks to build (and verify) it. Toolchains only the device has (TensorRT)
+        are not missing here: that step is deferred to the device (edgekit build)."""
+        from . import deps
+
+        return [t for t in self.toolchains() if deps.TOOLCHAINS[t].where == "host" and not deps.available(t)]
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,9 @@ class TargetProfile:
     # another architecture is never the device, so its timings are host timings.
     device_arch: str | None = None
     tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    # The install set its host toolchains come from: a pip extra of pyproject.toml and an argument of
+    # scripts/setup-env.sh (cpu, mobile, tvm, web). `./ek compile --target T` installs it on first use.
+    setup: str = "cpu"
     # For runtimes that partition (LiteRT and ExecuTorch with XNNPACK): the least share of the model's
     # FLOPs the accelerated backend must take, or the artifact fails verification (a single
     # operator left on reference kernels can make a model many times slower).

@@ -80,3 +80,34 @@ def _input_hint(src) -> str:
         return ("the verification inputs were made up (random, shaped like the example): give real ones, e.g. a "
                 "factory's verification_inputs, or the input values the model expects")
     return "check that the verification inputs are what the model expects (shape, dtype, value range)"
+
+
+def run_source(src, samples: list[dict]) -> list[dict]:
+    """The source model's outputs on each sample: PyTorch eager under no_grad, or an .onnx source on
+    ONNX Runtime with graph optimizations off (the model as given)."""
+    if src.kind == "torch":
+        import torch
+
+        from .converters import torch_args
+        from .runtimes.base import output_list
+
+        names = None
+        outs = []
+        with torch.no_grad():
+            for s in samples:
+                y = src.module(*torch_args(s))
+                ys = output_list(y)
+                if isinstance(y, dict):
+                    names = names or list(y)
+                if names is None:
+                    names = src.output_names or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
+                outs.append({n: t.detach().numpy().copy() for n, t in zip(names, ys)})
+        src.output_names = names
+        return outs
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
+    sess = ort.InferenceSession(str(src.onnx_path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, s))) for s in samples]

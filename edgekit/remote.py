@@ -12,7 +12,6 @@ connection and the device; ToolchainMissing / BundleError for what the runner re
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import shlex

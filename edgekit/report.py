@@ -83,7 +83,7 @@ def _rows(m, label: str, bench: dict, bench_failed: dict) -> tuple[list[dict], l
 def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], list[dict]]:
     """(rows per usable artifact with its bench result, rows for artifacts/candidates not run, bench results)."""
     from .bundle import open_bundle
-    from .cli import _bench_all
+    from .bench import bench_all, options_from
     from .errors import EdgekitError
 
     rows, not_run, results = [], [], []
@@ -92,7 +92,7 @@ def collect(bundles: list[Path], bench_args) -> tuple[list[dict], list[dict], li
         bench, bench_failed = {}, {}
         for aid in [a.id for a in m.usable()]:  # one artifact that cannot run here does not sink the report
             try:
-                bench[aid] = _bench_all(b, m, [aid], bench_args.threads, bench_args)[0]
+                bench[aid] = bench_all(b, [aid], bench_args.threads, **options_from(bench_args))[0]
             except EdgekitError as e:
                 bench_failed[aid] = e.message
         for r in bench.values():

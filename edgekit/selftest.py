@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .manifest import Artifact, Manifest
-from .steps import load_samples
+from .samples import load_samples
 
 
 def selftest_feeds(bundle_dir, manifest: Manifest, artifact: Artifact | None = None) -> tuple[list[dict], list[dict]]:
@@ -32,10 +31,12 @@ def selftest_feeds(bundle_dir, manifest: Manifest, artifact: Artifact | None = N
 def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
     """Run the artifact on this machine's runtime over the self-test vectors; return (metrics, failures)
     judged with the tolerance the artifact was verified against."""
-    from .predictor import load
+    from .runtimes import open_runner
 
-    p = load(bundle_dir, artifact=artifact.id, check_hashes=False)  # callers opened the bundle: hashes checked
-    return check_runner(p.runner, bundle_dir, manifest, artifact)
+    # callers opened the bundle, so its hashes are checked, and pass the artifacts they may use
+    with open_runner(artifact.runtime, Path(bundle_dir) / artifact.path, None, artifact.inputs, artifact.outputs,
+                     artifact.input_layout) as runner:
+        return check_runner(runner, bundle_dir, manifest, artifact)
 
 
 def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:

@@ -16,6 +16,10 @@ import numpy as np
 
 from .errors import ModelSourceError, root_cause  # noqa: F401 - root_cause: its old home, still imported from here
 from .manifest import TensorSpec
+from .reference import run_source
+from .offhost import not_run_here, runs_here
+from .samples import load_samples, save_samples  # noqa: F401 - pipeline and tests import them from here
+from .shapes import build_buckets, point_shapes, shape_points, slug, static_onnx, verify_shapes
 
 
 @dataclass
@@ -36,16 +40,16 @@ class Work:
         path = self.dir / "source.onnx"
         if not self.point:
             return path
-        static = self.dir / f"source-{_slug(self.point)}.onnx"
+        static = self.dir / f"source-{slug(self.point)}.onnx"
         if not static.exists():
-            _static_onnx(path, static, {t["name"]: t["shape"] for t in self.info["inputs"]})
+            static_onnx(path, static, {t["name"]: t["shape"] for t in self.info["inputs"]})
         return static
 
     @property
     def info(self) -> dict:
         info = json.loads((self.dir / "model.json").read_text())
         if self.point:
-            shapes = _point_shapes(info, self.point)
+            shapes = point_shapes(info, self.point)
             info["inputs"] = [{"name": t["name"], "shape": shapes[t["name"]], "dtype": t["dtype"]} for t in info["inputs"]]
             info["dynamic"], info["point"] = [], self.point
         return info
@@ -68,55 +72,6 @@ class Work:
         return [at_point(s, self.dims, self.point) for s in ins], [], labels
 
 
-def _slug(point: dict) -> str:
-    return "-".join(f"{k}{v}" for k, v in point.items()).replace("/", "_")
-
-
-def _point_shapes(info: dict, point: dict) -> dict[str, list[int]]:
-    """{input: shape} of the model's inputs with each dynamic dim at the point's size."""
-    shapes = {t["name"]: list(t["shape"]) for t in info["inputs"]}
-    for d in info["dynamic"]:
-        for n, axis in d["inputs"]:
-            shapes[n][axis] = point[d["name"]]
-    return shapes
-
-
-def _static_onnx(src: Path, dst: Path, shapes: dict) -> None:
-    """A copy of the working ONNX with every input at a static shape (one bucket's), and the shape
-    arithmetic that the symbolic dims needed (Shape -> Gather -> Concat -> Reshape) folded into
-    constants: static-shape toolchains choke on it (onnx2tf failed on MiniLM's, measured)."""
-    import onnx_ir as ir
-    import onnxscript.optimizer
-
-    model = ir.load(str(src))
-    for v in model.graph.inputs:
-        if v.name in shapes:
-            v.shape = ir.Shape(shapes[v.name])
-    onnxscript.optimizer.optimize(model)
-    tmp = dst.with_name(dst.name + ".tmp")
-    ir.save(model, str(tmp))
-    tmp.replace(dst)
-
-
-def save_samples(path: Path, inputs: list[dict], refs: list[dict] | None = None, labels=None) -> None:
-    arrays = {f"in:{k}": np.stack([s[k] for s in inputs]) for k in inputs[0]} if inputs else {}
-    if refs:
-        arrays.update({f"ref:{k}": np.stack([r[k] for r in refs]) for k in refs[0]})
-    if labels is not None:
-        arrays["labels"] = np.asarray(labels)
-    np.savez(path, **arrays)
-
-
-def load_samples(path: Path):
-    with np.load(path, allow_pickle=False) as z:
-        ins = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
-        refs = {k[4:]: z[k] for k in z.files if k.startswith("ref:")}
-        labels = z["labels"] if "labels" in z.files else None
-    n = len(next(iter(ins.values()))) if ins else 0
-    return ([{k: v[i] for k, v in ins.items()} for i in range(n)],
-            [{k: v[i] for k, v in refs.items()} for i in range(n)] if refs else [], labels)
-
-
 def _check_tensor_names(spec: str, inputs: dict, outputs: dict) -> None:
     """Input and output names go into the manifest, which refuses any name outside its pattern when
     read: refuse such a model here, before building a bundle nothing could open."""
@@ -129,47 +84,18 @@ def _check_tensor_names(spec: str, inputs: dict, outputs: dict) -> None:
                                hint="rename the model's inputs/outputs (e.g. onnx.compose / torch.export input names)")
 
 
-def _reference_outputs(src, samples: list[dict]) -> list[dict]:
-    if src.kind == "torch":
-        import torch
-
-        from .converters import torch_args
-        from .runtimes.base import output_list
-
-        names = None
-        outs = []
-        with torch.no_grad():
-            for s in samples:
-                y = src.module(*torch_args(s))
-                ys = output_list(y)
-                if isinstance(y, dict):
-                    names = names or list(y)
-                if names is None:
-                    names = src.output_names or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
-                outs.append({n: t.detach().numpy().copy() for n, t in zip(names, ys)})
-        src.output_names = names
-        return outs
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
-    sess = ort.InferenceSession(str(src.onnx_path), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return [dict(zip(names, sess.run(names, s))) for s in samples]
-
-
 SEQUENCE_STEPS = 50  # calls a stateful model is streamed over, in verification
 
 
 def _sequence_reference(src) -> tuple[list, list]:
     """SEQUENCE_STEPS calls of the reference with its state carried from each call's outputs to the
     next call's inputs, starting from zeros; call t's other inputs are verification sample t (cycled)."""
-    from .predictor import Stream
+    from .feeds import Stream
 
     fed = set(src.state.values())
     steps_in = [{k: v for k, v in src.verify_inputs[t % len(src.verify_inputs)].items() if k not in fed}
                 for t in range(SEQUENCE_STEPS)]
-    s = Stream(lambda feeds: _reference_outputs(src, [feeds])[0],
+    s = Stream(lambda feeds: run_source(src, [feeds])[0],
                [TensorSpec.of(k, v) for k, v in src.example.items()], src.state)
     return steps_in, [s.step(x) for x in steps_in]
 
@@ -211,13 +137,13 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     check_disjoint(src.calib_inputs, src.verify_inputs)  # held-out means held out, for every source
     from .reference import degenerate, reference_outputs
 
-    refs = reference_outputs(src, src.verify_inputs, _reference_outputs)  # ReferenceFailed: its own exit code
+    refs = reference_outputs(src, src.verify_inputs, run_source)  # ReferenceFailed: its own exit code
     reference_check = degenerate(refs)
     if src.state:  # a recurrent model: the reference over a sequence of calls, carrying its state
         save_samples(work.dir / "sequence.npz", *_sequence_reference(src))
     save_samples(work.dir / "verify.npz", src.verify_inputs, refs, src.verify_labels)
     save_samples(work.dir / "example.npz", [src.example])  # what converters build at (--example, NAME=VALUE applied)
-    verify_shapes = _shape_points(src, work) if src.dynamic and shapes else []
+    verify_shapes = shape_points(src, work) if src.dynamic and shapes else []
     if src.calib_inputs:
         save_samples(work.dir / "calib.npz", src.calib_inputs)
     export = {}
@@ -286,34 +212,6 @@ def prepare(spec: str, weights: str | None, workdir: str, need_onnx: bool, calib
     return info
 
 
-SHAPE_SAMPLES = 8  # held-out samples per extra verification shape (dynamic dims)
-
-
-def _shape_points(src, work: Work) -> list[dict]:
-    """For a model with dynamic dims: the reference at each extra verification shape, on the first
-    SHAPE_SAMPLES held-out samples cropped or wrapped to it (edgekit.sources.dynamic.at_point); one
-    file per shape, which build_candidate verifies every artifact on."""
-    from .reference import reference_outputs
-    from .sources.dynamic import at_point, label, points
-
-    from .errors import ReferenceFailed
-
-    out = []
-    for i, p in enumerate(points(src.dynamic)):
-        ins = [at_point(s, src.dynamic, p) for s in src.verify_inputs[:SHAPE_SAMPLES]]
-        try:
-            refs = reference_outputs(src, ins, _reference_outputs)
-        except ReferenceFailed as e:  # the model itself does not take this size: the range is wider than the model
-            raise ReferenceFailed(f"at {label(p)}, a size within the dynamic dims' bounds: {e.message}",
-                                  hint="the model does not run at every size of the range: narrow it (--input "
-                                       "NAME:...[MIN..MAX], a factory's dynamic_shapes) to sizes it takes, or "
-                                       "keep that dim fixed") from None
-        save_samples(work.dir / f"verify-shape{i}.npz", ins, refs)
-        out.append({"point": p, "label": label(p), "file": f"verify-shape{i}.npz", "samples": len(ins),
-                    "data": f"{src.verify_data}, cropped or wrapped to {label(p)}"})
-    return out
-
-
 def _advisory(fn, fallback, notes: list, what: str):
     """Run a piece of the check that is advice only: its failure is a note, never a failed compile."""
     try:
@@ -377,7 +275,7 @@ def _stage(stage: str, what: str, work: Work):
 
 def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict,
                     min_delegated_flops_share: float | None = None, calibration_method: dict | None = None) -> dict:
-    from .converters import converter_module, toolchains
+    from . import converters
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
     from .runtimes import open_runner, toolchain_of
@@ -388,34 +286,33 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     info = work.info
-    from .converters import SHAPE_SUPPORT
-
-    support = SHAPE_SUPPORT.get(cand.converter) if info.get("dynamic") else None
-    with _stage("convert", f"{toolchains(cand.converter)[-1]} ({cand.converter})", work):
-        conv_info, why_static = None, None
+    converter = converters.get(cand.converter)
+    support = converter.shape_support if info.get("dynamic") else None
+    with _stage("convert", f"{converter.toolchains[-1]} ({cand.converter})", work):
+        conv, why_static = None, None
         if not info.get("dynamic") or support == "dynamic":
-            conv_info = converter_module(cand.converter).convert(work, cand, out)
+            conv = converter.convert(work, cand, out)
         elif support == "try":
             try:
-                conv_info = converter_module(cand.converter).convert(work, cand, out)
+                conv = converter.convert(work, cand, out)
             except Exception as e:  # noqa: BLE001 - the toolchain cannot keep these dims symbolic: buckets
                 import traceback
 
                 traceback.print_exc()
                 why_static = f"{cand.converter} could not keep the dims dynamic: {root_cause(e)}"
                 shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
-        if conv_info is None:
+        if conv is None:
             out = out.with_suffix(".buckets")
-            conv_info = build_buckets(work, cand, out)
+            conv = build_buckets(work, cand, out)
             if why_static:
-                conv_info["shape_support"] += f" ({why_static})"
+                conv.shape_support += f" ({why_static})"
         elif info.get("dynamic"):
-            conv_info.setdefault("shape_support", "dynamic: the model's dims keep their bounds (model.dynamic)")
-    if conv_info.get("deferred") or (conv_info.get("runs_on") and not runs_here(conv_info["runs_on"])):
-        return _not_run_here(cand, conv_info, info, tolerance)
+            conv.shape_support = conv.shape_support or "dynamic: the model's dims keep their bounds (model.dynamic)"
+    if conv.deferred or (conv.runs_on and not runs_here(conv.runs_on)):
+        return not_run_here(cand, conv.to_dict(), info, tolerance)
     with _stage("load and run", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
         runner = open_runner(cand.runtime, out, inputs=[_TS.from_dict(t) for t in info["inputs"]],
-                             outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv_info.get("input_layout"))
+                             outputs=[_TS.from_dict(t) for t in info["outputs"]], layout=conv.input_layout)
         inputs, refs, labels = work.samples("verify")
         got = [runner.run(s) for s in inputs]
     ref_names = [o["name"] for o in info["outputs"]]
@@ -426,16 +323,16 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
         raise ConversionError(f"{cand.id}: artifact outputs {list(got[0])} lack {missing}")
     artifact_io = runner.artifact_io()
     if artifact_io:
-        conv_info["artifact_io"] = artifact_io
+        conv.artifact_io = artifact_io
     classifier = info["task"] == "classification"
     metrics = per_output(refs, got, ref_names, classifier)
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
-    shapes = _verify_shapes(work, runner, ref_names, classifier, tol, failures) if info.get("verify_shapes") else None
+    shapes = verify_shapes(work, runner, ref_names, classifier, tol, failures) if info.get("verify_shapes") else None
     sequence = None
     if info.get("state"):  # a recurrent model: also streamed over the reference's sequence, its own state carried
         with _stage("stream", f"{toolchain_of(cand.runtime)} ({cand.runtime})", work):
-            from .predictor import Stream
+            from .feeds import Stream
 
             seq_in, seq_ref, _ = load_samples(work.dir / "sequence.npz")
             s = Stream(runner.run, [_TS.from_dict(t) for t in info["inputs"]], info["state"])
@@ -443,16 +340,16 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
         seq_metrics = per_output(seq_ref, seq_got, ref_names, classifier)
         sequence = {"steps": len(seq_in), "metrics": seq_metrics}
         failures += [f"streamed over {len(seq_in)} calls: {f}" for f in judge(seq_metrics, tol)]
-    share = (conv_info.get("delegation") or {}).get("flops_share")
+    share = (conv.delegation or {}).get("flops_share")
     if min_delegated_flops_share is not None and share is not None and share < min_delegated_flops_share:
-        left = ", ".join(f"{k} x{v}" for k, v in conv_info["delegation"]["not_delegated"].items())
-        failures.append(f"only {100 * share:.0f}% of FLOPs run on {conv_info['delegation']['backend']} "
+        left = ", ".join(f"{k} x{v}" for k, v in conv.delegation["not_delegated"].items())
+        failures.append(f"only {100 * share:.0f}% of FLOPs run on {conv.delegation['backend']} "
                         f"(target needs >= {100 * min_delegated_flops_share:.0f}%); not delegated: {left}")
     acc = None
     if labels is not None and classifier:
         acc = accuracy(np.stack([g[ref_names[0]] for g in got]), labels)
     return {
-        "converter": conv_info,
+        "converter": conv.to_dict(),
         "inputs": info["inputs"],
         "outputs": [TensorSpec.of(n, got[0][n]).to_dict() for n in ref_names],
         "verification": {
@@ -464,128 +361,3 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     }
 
 
-def _verify_shapes(work: Work, runner, ref_names: list[str], classifier: bool, tol, failures: list) -> list[dict]:
-    """The artifact at each extra verification shape of a dynamic model (prepare's verify-shape*.npz):
-    one record per shape; a shape it cannot run, or runs out of tolerance, fails the artifact."""
-    from .verify import judge, per_output
-
-    out = []
-    for sp in work.info["verify_shapes"]:
-        ins, refs, _ = load_samples(work.dir / sp["file"])
-        rec = {"point": sp["point"], "label": sp["label"], "samples": len(ins), "data": sp["data"]}
-        try:
-            if hasattr(runner, "bucket_for"):  # a bucketed artifact: which static artifact ran (padded up?)
-                rec["bucket"] = runner.bucket_for(ins[0])["label"]
-            got = [runner.run(x) for x in ins]
-        except Exception as e:  # noqa: BLE001 - a static artifact, a runtime that cannot resize: this shape fails
-            import traceback
-
-            traceback.print_exc()
-            why = f"at {sp['label']}: the artifact cannot run this shape: {root_cause(e)}"
-            failures.append(why)
-            out.append({**rec, "status": "failed", "reason": why, "metrics": {}})
-            continue
-        metrics = per_output(refs, got, ref_names, classifier)
-        bad = judge(metrics, tol)
-        failures += [f"at {sp['label']}: {f}" for f in bad]
-        out.append({**rec, "status": "failed" if bad else "passed", "metrics": metrics})
-    return out
-
-
-def build_buckets(work: Work, cand, out: Path) -> dict:
-    """A converter whose artifacts are static, for a model with dynamic dims: one artifact per
-    bucket shape (edgekit.sources.dynamic.bucket_points: the opt shape first), in a folder with
-    buckets.json. Its runner picks the bucket whose shapes equal the call's, or, for dims the model
-    declares paddable, the smallest larger one with the input padded (edgekit.runtimes.buckets);
-    padding would change most models' answers, so any other shape is refused."""
-    from dataclasses import replace
-
-    from .converters import CONVERTERS, converter_module
-    from .runtimes.buckets import BUCKETS_FILE
-    from .sources.dynamic import bucket_points, label
-
-    info = work.info
-    dims = work.dims
-    points = bucket_points(dims)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    suffix, records, first = CONVERTERS[cand.converter][3], [], None
-    for p in points:
-        bw = replace(work, point=p)
-        name = f"{_slug(p)}{suffix}"
-        conv = converter_module(cand.converter).convert(bw, cand, tmp / name)
-        first = first or conv
-        records.append({"point": p, "label": label(p), "file": name, "shapes": _point_shapes(work.info, p),
-                        **({"artifact_checks": conv["artifact_checks"]} if conv.get("artifact_checks") else {})})
-    (tmp / BUCKETS_FILE).write_text(json.dumps({"runtime": cand.runtime, "converter": cand.converter,
-                                                "dims": info["dynamic"], "buckets": records}, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    checks = [c for r in records for c in (r.get("artifact_checks") or {}).get("failures", [])]
-    padded = [d.name for d in dims if d.paddable]
-    return {**first, "buckets": [{k: r[k] for k in ("label", "file", "shapes")} for r in records],
-            "shape_support": f"static: one artifact per shape bucket ({len(records)}); "
-                             + (f"shorter {', '.join(padded)} padded up to the next bucket, " if padded else "")
-                             + "other shapes are refused",
-            **({"artifact_checks": {**first["artifact_checks"], "failures": checks}} if first.get("artifact_checks") else {})}
-
-
-def runs_here(runs_on: dict) -> bool:
-    """Can this machine run an artifact made for `runs_on` ({"arch": "aarch64" | None, "gpu": ...,
-    "os": "Darwin" | None, "runtime": ...})? A GPU artifact needs the device; another CPU
-    architecture or operating system (Core ML predicts on Apple's only) needs the device."""
-    import platform
-
-    from . import deps
-
-    if runs_on.get("os") and runs_on["os"] != platform.system():
-        return False
-    if runs_on.get("arch") and runs_on["arch"] != platform.machine():
-        return False
-    if runs_on.get("runtime") and not deps.available(runs_on["runtime"]):
-        return False
-    return has_nvidia_gpu() if runs_on.get("gpu") else True
-
-
-def device_words(runs_on: dict) -> str:
-    """"macOS", "aarch64 + cuda sm_87": the machine an artifact needs, as a user calls it."""
-    os_name = {"Darwin": "macOS"}.get(runs_on.get("os"), runs_on.get("os"))
-    return " + ".join(filter(None, [os_name, runs_on.get("arch"), runs_on.get("gpu")]))
-
-
-def has_nvidia_gpu() -> bool:
-    """An NVIDIA GPU's driver is present: nvidia-smi (desktop/server drivers, JetPack 6) or a
-    Jetson's integrated-GPU device node (older JetPack has no nvidia-smi)."""
-    import shutil
-
-    return shutil.which("nvidia-smi") is not None or any(
-        Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0"))
-
-
-def _not_run_here(cand, conv_info: dict, info: dict, tolerance: dict) -> dict:
-    """An artifact for another machine: what was checked here (file format, entry points, the
-    prepared graph's numerics) decides passed-or-failed of those checks; the artifact's own
-    numerics are 'not-run' until the device runs `edgekit build` (or `verify`) on it."""
-    from .verify import judge
-    from .profiles import Tolerance
-
-    runs_on = conv_info["runs_on"]
-    device = device_words(runs_on)
-    failures = list((conv_info.get("artifact_checks") or {}).get("failures", []))
-    host = conv_info.get("host_check")
-    if host:  # the graph the device will build, run here on another runtime
-        failures += [f"prepared graph on {host['runtime']}: {f}" for f in judge(host["metrics"], Tolerance(**tolerance))]
-        failures += [f"prepared graph on {host['runtime']} at {sp['label']}: {f}"
-                     for sp in host.get("shapes") or [] for f in judge(sp["metrics"], Tolerance(**tolerance))]
-    deferred = conv_info.get("deferred")
-    reason = (f"runs on the device ({device}), not on this host"
-              + (f"; its {deferred['step']} is built there: {deferred['command'].format(bundle='BUNDLE')}" if deferred
-                 else "; verify it there: python -m edgekit build BUNDLE"))
-    return {
-        "converter": conv_info, "inputs": info["inputs"], "outputs": info["outputs"],
-        "verification": {"status": "failed" if failures else "not-run", "where": "device",
-                         "reason": "; ".join(failures) if failures else reason, "samples": 0,
-                         "metrics": host["metrics"] if host else {}, "tolerance": dict(tolerance),
-                         "failures": failures, "accuracy": None},
-    }

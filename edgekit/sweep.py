@@ -160,11 +160,10 @@ def model_fingerprint(spec: str) -> str:
 
 def cell_key(cell: Cell, matrix: Matrix, code: str) -> tuple[str, dict]:
     from . import __version__, deps
-    from .pipeline import candidate_toolchains
     from .targets import get_profile
 
     profile = get_profile(cell.target).for_precision(None if cell.precision == DEFAULT_PRECISION else cell.precision)
-    tools = sorted({t for c in profile.candidates for t in candidate_toolchains(c)})
+    tools = sorted({t for c in profile.candidates for t in c.toolchains()})
     inputs = {"model": model_fingerprint(cell.model), "target": repr(profile), "precision": cell.precision,
               "device": cell.device, "device_settings": matrix.devices.get(cell.device), "bench": matrix.bench,
               "toolchains": deps.versions(["torch", *tools]), "edgekit": __version__, "code": code}

@@ -1,6 +1,7 @@
 """Target profiles, one file per profile, listed here (the list is the registry).
 
-Each module defines PROFILE: edgekit.profiles.TargetProfile. Add a target: a new file + one line.
+Each module defines PROFILE: edgekit.profiles.TargetProfile. Add a target: a new file + one line
+(a target from outside the repository: the same file, named in EDGEKIT_PLUGINS; edgekit.plugins).
 """
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ TARGET_MODULES = ["cpu", "android", "rpi", "jetson", "cpu_tvm", "ios", "browser"
 
 
 def all_profiles() -> list[TargetProfile]:
-    return [importlib.import_module(f"{__name__}.{m}").PROFILE for m in TARGET_MODULES]
+    from ..plugins import exported
+
+    return [*(importlib.import_module(f"{__name__}.{m}").PROFILE for m in TARGET_MODULES),
+            *exported("PROFILE", "PROFILES")]
 
 
 def get_profile(name: str) -> TargetProfile:

@@ -24,4 +24,5 @@ PROFILE = TargetProfile(
     ),
     device_arch="aarch64",
     min_delegated_flops_share=0.9,
+    setup="mobile",
 )

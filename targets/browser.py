@@ -17,4 +17,5 @@ PROFILE = TargetProfile(
         Candidate(converter="tfjs", runtime="tfjs", precision="fp32"),
         Candidate(converter="tfjs", runtime="tfjs", precision="int8"),
     ),
+    setup="web",
 )

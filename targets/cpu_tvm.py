@@ -15,4 +15,5 @@ PROFILE = TargetProfile(
         Candidate(converter="onnx-ort", runtime="onnxruntime", precision="fp32"),
     ),
     host_is_target=True,
+    setup="tvm",
 )

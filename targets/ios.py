@@ -28,4 +28,5 @@ PROFILE = TargetProfile(
     ),
     device_arch="arm64",
     min_delegated_flops_share=0.9,
+    setup="mobile",
 )

@@ -23,4 +23,5 @@ PROFILE = TargetProfile(
                   options={"fuse": False}),
     ),
     device_arch="aarch64",
+    setup="tvm",
 )

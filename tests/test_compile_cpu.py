@@ -44,7 +44,7 @@ def test_manifest_lists_verified_artifact_with_matching_hashes(digits_bundle):
 
 
 def test_load_predict_matches_selftest_reference(digits_bundle):
-    from edgekit.steps import load_samples
+    from edgekit.samples import load_samples
 
     p = edgekit.load(digits_bundle)
     assert p.active == "onnxruntime-fp32"

@@ -1,6 +1,6 @@
 """The contract every registered converter and runtime must meet, checked on real artifacts.
 
-One parametrized test per table row (edgekit.converters.CONVERTERS, edgekit.runtimes.RUNTIMES). Each
+One parametrized test per registered converter and runtime (edgekit.converters, edgekit.runtimes). Each
 reads the default model's bundle for a target that builds the row by default (conftest.digits_for:
 built once per test run and shared with the per-target tests) and checks the artifact's record of
 shape: the file or folder is where the manifest says, its hash and size match, its IO is the model's,
@@ -21,8 +21,8 @@ import pytest
 from conftest import digits_for, needs
 from edgekit import deps
 from edgekit.bundle import open_bundle, sha256_file, size_bytes
-from edgekit.converters import CONVERTERS
-from edgekit.runtimes import RUNTIMES, open_runner
+from edgekit.converters import all_converters
+from edgekit.runtimes import all_runners, open_runner
 from edgekit.selftest import selftest_feeds
 from edgekit.targets import all_profiles
 
@@ -97,26 +97,33 @@ def _check_on_runtime(bundle: Path, manifest, art) -> None:
         assert worst >= art.verification.tolerance["cosine_min"], (art.id, name, worst)
 
 
-@pytest.mark.parametrize("converter", _rows(CONVERTERS, CONVERTER_MARK))
+@pytest.mark.parametrize("converter", _rows(all_converters(), CONVERTER_MARK))
 def test_converter_contract(converter):
-    _module, toolchains, fmt, suffix, _needs_onnx = CONVERTERS[converter]
-    if any(not deps.available(t) for t in toolchains):
-        pytest.skip(needs(*toolchains).kwargs["reason"])
+    conv = all_converters()[converter]
+    if any(not deps.available(t) for t in conv.toolchains):
+        pytest.skip(needs(*conv.toolchains).kwargs["reason"])
     bundle, manifest = _bundle_for("converter", converter)
+    check_converter_contract(bundle, manifest, conv, DIGITS_IO)
+
+
+def check_converter_contract(bundle: Path, manifest, conv, io) -> None:
+    """The converter's artifacts in a bundle: where the manifest says, hashed, the model's IO, toolchain
+    versions recorded, verified on the real runtime (or not-run with why and what was checked)."""
+    converter, fmt, suffix = conv.name, conv.format, conv.suffix
     arts = [a for a in manifest.artifacts if a.converter.get("name") == converter]
     assert arts, f"the bundle has no artifact from {converter}; failed: {manifest.failed_candidates}"
     for a in arts:
         assert a.format == fmt and a.path == f"artifacts/{a.id}{suffix}", (a.id, a.format, a.path)
         f = bundle / a.path
         assert f.exists() and sha256_file(f) == a.sha256 and size_bytes(f) == a.size_bytes > 0, a.id
-        assert (_io(a.inputs), _io(a.outputs)) == DIGITS_IO, a.id  # the model's IO, whatever the file takes
-        assert a.id.startswith(f"{a.runtime}-{a.precision}") and a.runtime in RUNTIMES, a.id
+        assert (_io(a.inputs), _io(a.outputs)) == io, a.id  # the model's IO, whatever the file takes
+        assert a.id.startswith(f"{a.runtime}-{a.precision}") and a.runtime in all_runners(), a.id
         recorded = {k for k, v in a.toolchain.items() if v}
         assert recorded, (a.id, a.toolchain)  # which versions built it
         v = a.verification
         if v.status == "passed":
             assert a.role in ("primary", "fallback") and v.where and v.samples >= 100, (a.id, v)
-            assert v.metrics["logits"]["cosine"] >= v.tolerance["cosine_min"], (a.id, v.metrics)
+            assert all(m["cosine"] >= v.tolerance["cosine_min"] for m in v.metrics.values()), (a.id, v.metrics)
             assert _runs_here(a.runtime) is None
             _check_on_runtime(bundle, manifest, a)
         else:  # built for another machine: it says so, why, and what was checked here instead
@@ -125,7 +132,7 @@ def test_converter_contract(converter):
                 (a.id, sorted(a.converter))
 
 
-@pytest.mark.parametrize("runtime", _rows(RUNTIMES, RUNTIME_MARK))
+@pytest.mark.parametrize("runtime", _rows(all_runners(), RUNTIME_MARK))
 def test_runtime_contract(runtime):
     if runtime in DEVICE_ONLY:
         pytest.skip(f"{runtime}: no compile builds for it; {DEVICE_ONLY[runtime]}")
@@ -136,7 +143,8 @@ def test_runtime_contract(runtime):
     if why_not:
         assert all(a.verification.status == "not-run" for a in arts)  # never called verified here
         pytest.skip(why_not)
-    assert deps.available(RUNTIMES[runtime][2]), needs(RUNTIMES[runtime][2]).kwargs["reason"]
+    toolchain = all_runners()[runtime].toolchain
+    assert deps.available(toolchain), needs(toolchain).kwargs["reason"]
     ran = [a for a in arts if a.verification.status == "passed"]
     assert ran, f"no {runtime} artifact was verified here: {[(a.id, a.verification.reason) for a in arts]}"
     for a in ran:

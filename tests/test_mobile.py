@@ -76,7 +76,7 @@ def test_bench_and_verify_every_mobile_artifact(digits_android, tmp_path):
 
 
 def test_predictor_runs_int8_litert_with_float_inputs(digits_android):
-    from edgekit.steps import load_samples
+    from edgekit.samples import load_samples
 
     p = edgekit.load(digits_android, artifact="litert-int8")
     ins, refs, _ = load_samples(digits_android / "selftest.npz")
@@ -225,7 +225,7 @@ def test_stride0_example_nhwc_layout_and_calibration_folder(tiny_android, tmp_pa
         if a["precision"] == "int8" and "quantization" in a["converter"]:
             assert a["converter"]["quantization"]["calibration_samples"] == 24
     # the predictor feeds NCHW arrays to the NHWC file and matches the reference
-    from edgekit.steps import load_samples
+    from edgekit.samples import load_samples
 
     ins, refs, _ = load_samples(out / "selftest.npz")
     pred = edgekit.load(out, artifact="litert-fp32-nhwc")

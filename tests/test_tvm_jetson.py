@@ -192,7 +192,7 @@ def _has_gpu_and_tensorrt() -> str | None:
 
     if not deps.available("tensorrt"):
         return "TensorRT is not installed (" + deps.TOOLCHAINS["tensorrt"].install + ")"
-    from edgekit.steps import has_nvidia_gpu
+    from edgekit.offhost import has_nvidia_gpu
 
     if not has_nvidia_gpu():
         return "no NVIDIA GPU on this machine: TensorRT cannot build or run engines"

@@ -78,7 +78,6 @@ def _fit(path, build_fn, xt, yt):
 
 
 def load() -> ModelSource:
-    import torch
 
     from ..sources.safety import load_state_dict
 

@@ -1,7 +1,10 @@
-"""Runtimes that load and run an artifact: one file each, listed in this one table.
+"""Runtimes that load and run an artifact: one file each, listed in RUNTIME_MODULES (the registry).
 
 A runner needs numpy and its own runtime, nothing else (no torch), so the same code runs on a
-device. Add a runtime: a new file with a `Runner` subclass and one line here.
+device. Add a runtime: a new file here with a `Runner` subclass (edgekit.runtimes.base) that names
+its runtime and its toolchain (edgekit.deps) once, as class attributes, and ends with
+`RUNNER = ThatRunner`; then its module name in RUNTIME_MODULES. A runtime outside the repository is
+the same file named in EDGEKIT_PLUGINS (edgekit.plugins).
 """
 from __future__ import annotations
 
@@ -10,26 +13,25 @@ import importlib
 from ..errors import UsageError, did_you_mean
 from .base import Runner
 
-# runtime name -> (module, class, toolchain name in edgekit.deps)
-RUNTIMES: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("edgekit.runtimes.onnxruntime", "OrtRunner", "onnxruntime"),
-    "torchscript-lite": ("edgekit.runtimes.torchscript_lite", "TorchScriptLiteRunner", "torch"),
-    "litert": ("edgekit.runtimes.litert", "LiteRTRunner", "ai-edge-litert"),
-    "executorch": ("edgekit.runtimes.executorch", "ExecuTorchRunner", "executorch"),
-    "tvm": ("edgekit.runtimes.tvm", "TvmRunner", "tvm"),
-    "tensorrt": ("edgekit.runtimes.tensorrt", "TensorRTRunner", "tensorrt"),
-    "coreml": ("edgekit.runtimes.coreml", "CoreMLRunner", "coremltools"),
-    # TF.js (@tensorflow/tfjs, pure JS) in Node, and the same library in a page of headless Chromium.
-    "tfjs": ("edgekit.runtimes.tfjs", "TfjsNodeRunner", "node-tfjs"),
-    "tfjs-chromium": ("edgekit.runtimes.chromium", "ChromiumRunner", "chromium"),
-}
+# Modules of this package that define RUNNER. TF.js runs in Node (tfjs) and in a page of headless
+# Chromium (chromium: runtime "tfjs-chromium").
+RUNTIME_MODULES = ["onnxruntime", "torchscript_lite", "litert", "executorch", "tvm", "tensorrt", "coreml", "tfjs",
+                   "chromium"]
+
+
+def all_runners() -> dict[str, type[Runner]]:
+    """runtime name -> Runner class: the built-in ones, then plug-ins (EDGEKIT_PLUGINS)."""
+    from ..plugins import exported
+
+    found = [importlib.import_module(f"{__name__}.{m}").RUNNER for m in RUNTIME_MODULES]
+    return {cls.runtime: cls for cls in [*found, *exported("RUNNER", "RUNNERS")]}
 
 
 def runner_class(name: str) -> type[Runner]:
-    if name not in RUNTIMES:
-        raise UsageError(f"unknown runtime {name!r}{did_you_mean(name, list(RUNTIMES))}")
-    module, cls, _ = RUNTIMES[name]
-    return getattr(importlib.import_module(module), cls)
+    found = all_runners()
+    if name not in found:
+        raise UsageError(f"unknown runtime {name!r}{did_you_mean(name, list(found))}; runtimes: {', '.join(found)}")
+    return found[name]
 
 
 def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None, layout=None) -> Runner:
@@ -66,6 +68,15 @@ class ChannelLastInputs:
     def timed_runs(self, feeds, runs, min_time_s):
         return self.runner.timed_runs(self._nhwc(feeds), runs, min_time_s)
 
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def toolchain_of(name: str) -> str:
-    return RUNTIMES[name][2]
+    return runner_class(name).toolchain

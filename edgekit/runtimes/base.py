@@ -71,6 +71,15 @@ class Runner:
         """The artifact file's own tensors when they differ from the model's (e.g. quantized I/O)."""
         return None
 
+    def close(self) -> None:
+        """Release what the runtime holds (a Node process, a browser, GPU buffers); idempotent."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @classmethod
     def version(cls) -> str | None:
         from .. import deps

@@ -105,6 +105,17 @@ class BucketRunner:
     def artifact_io(self):  # the opt-shape bucket's (the others differ in the dynamic dims' sizes only)
         return self._first().artifact_io()
 
+    def close(self) -> None:
+        for r in self._runners.values():
+            r.close()
+        self._runners.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __getattr__(self, name):  # inputs, outputs, version...: the opt-shape bucket's
         if name.startswith("_") or name in ("path", "buckets", "pad"):
             raise AttributeError(name)

@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .. import deps
-from .tfjs import DEFAULT_BACKEND, RUNNER_JS, JsRunner, node_modules
+from ..locate import chromium_binary, chromium_version, node_modules  # noqa: F401 - tests use them here
+from .tfjs import DEFAULT_BACKEND, RUNNER_JS, JsRunner
 
 ANSWER_TIMEOUT_S = 300.0
 MIME = {".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json", ".wasm": "application/wasm"}
@@ -70,18 +71,6 @@ const edgekitReadWhole = async (url, init) => {
   }
 })();
 </script>"""
-
-
-def chromium_binary() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def chromium_version() -> str:
-    out = subprocess.run([chromium_binary(), "--version"], capture_output=True, text=True).stdout.split()
-    return out[1] if len(out) > 1 else "present"
 
 
 class _Server(ThreadingHTTPServer):
@@ -234,3 +223,6 @@ class ChromiumRunner(JsRunner):
             self.close()
         except Exception:  # noqa: BLE001 — interpreter shutdown
             pass
+
+
+RUNNER = ChromiumRunner

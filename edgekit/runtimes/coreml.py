@@ -93,3 +93,6 @@ class CoreMLRunner(Runner):
         args = {s.name: _cast(s.name, np.asarray(feeds[s.name]), s.dtype) for s in self._inputs}
         out = self.model.predict(args)
         return {s.name: np.asarray(out[s.name]) for s in self._outputs}
+
+
+RUNNER = CoreMLRunner

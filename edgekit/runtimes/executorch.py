@@ -100,3 +100,6 @@ class ExecuTorchRunner(Runner):
         args = [self._torch.from_numpy(np.array(feeds[n], order="C")) for n in self._in_names]  # one owned copy
         ys = self.method.execute(args)
         return {n: (y.numpy() if hasattr(y, "numpy") else np.asarray(y)) for n, y in zip(self._out_names, ys)}
+
+
+RUNNER = ExecuTorchRunner

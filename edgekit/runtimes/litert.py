@@ -172,3 +172,6 @@ def delegation_coverage(path: Path, shapes: list | None = None) -> dict:
             "ops_share": round(len(delegated) / total, 4) if total else None, "flops_total": f_all,
             "flops_share": round(f_in / f_all, 4) if f_all else None, "not_delegated": left,
             "partitions": sum(1 for n in after[len(original):] if n[0] == "DELEGATE")}
+
+
+RUNNER = LiteRTRunner

@@ -74,3 +74,6 @@ class OrtRunner(Runner):
                   for e in trace if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start]
         return profile_summary(events, len(timed), "onnxruntime profiler (SessionOptions.enable_profiling): "
                                                    "kernel time per node, after graph optimization")
+
+
+RUNNER = OrtRunner

@@ -102,3 +102,6 @@ class TensorRTRunner(Runner):
     def __del__(self):
         for ptr, _ in getattr(self, "_buffers", {}).values():
             self.cudart.cudaFree(ptr)
+
+
+RUNNER = TensorRTRunner

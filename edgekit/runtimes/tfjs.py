@@ -21,17 +21,12 @@ import numpy as np
 
 from .. import deps
 from ..errors import InputError
+from ..locate import node_modules
 from .base import NamedByManifest
 
 RUNNER_JS = Path(__file__).with_name("tfjs_runner.js")
 DEFAULT_BACKEND = "wasm"
 JS_DTYPES = {"float32": "float32", "float64": "float32", "int64": "int32", "int32": "int32", "bool": "bool"}
-
-
-def node_modules() -> Path:
-    """Where `npm ci` put @tensorflow/tfjs: EDGEKIT_NODE_MODULES, else the checkout's node_modules."""
-    env = os.environ.get("EDGEKIT_NODE_MODULES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "node_modules"
 
 
 def encode(name: str, a: np.ndarray) -> dict:
@@ -124,3 +119,6 @@ class TfjsNodeRunner(JsRunner):
             self.close()
         except Exception:  # noqa: BLE001 — interpreter shutdown
             pass
+
+
+RUNNER = TfjsNodeRunner

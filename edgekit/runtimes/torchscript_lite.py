@@ -46,3 +46,6 @@ class TorchScriptLiteRunner(Runner):
         ys = output_list(y)
         out_names = self._outputs or (["output"] if len(ys) == 1 else [f"output_{i}" for i in range(len(ys))])
         return {n: t.detach().numpy() for n, t in zip(out_names, ys)}
+
+
+RUNNER = TorchScriptLiteRunner

@@ -62,3 +62,6 @@ class TvmRunner(NamedByManifest):
         ys = output_list(self.vm["main"](*args))
         names = [t.name for t in self._outputs] or [f"output_{i}" for i in range(len(ys))]
         return {n: y.numpy() for n, y in zip(names, ys)}
+
+
+RUNNER = TvmRunner

@@ -1,0 +1,38 @@
+"""Which install set `./ek ARGS` needs, printed for the ek script: read from the target profiles
+themselves (targets/*.py, their `setup=`), with the system python3 and the standard library only,
+because it runs before the virtualenv exists. Two different sets at once need dev (all of them).
+
+    python3 scripts/setup_for.py compile --target jetson   ->  tvm
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+TARGETS = Path(__file__).resolve().parents[1] / "targets"
+# Commands and devices that are not targets but need a set: package embeds mobile runtimes,
+# build runs deferred steps (TVM, TensorRT), a chromium device runs TF.js in a browser.
+OTHERS = {"package": "mobile", "build": "tvm", "chromium": "web"}
+
+
+def target_sets() -> dict[str, str]:
+    """target name -> install set, from each profile's TargetProfile(name=..., setup=...) call."""
+    out = {}
+    for f in sorted(TARGETS.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "TargetProfile":
+                kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+                if "name" in kw:
+                    out[kw["name"]] = kw.get("setup", "cpu")
+    return out
+
+
+def needed(args: list[str]) -> str:
+    sets = {**target_sets(), **OTHERS}
+    found = {sets[a.split("=", 1)[-1]] for a in args if a.split("=", 1)[-1] in sets} - {"cpu"}
+    return found.pop() if len(found) == 1 else "dev" if found else "cpu"
+
+
+if __name__ == "__main__":
+    print(needed(sys.argv[1:]))
