@@ -12,7 +12,7 @@ Three kinds, one converter name each (converters/__init__.py: tvm, tvm-aarch64, 
   (edgekit.runtimes.tvm registers it as TVM's CUDA compile callback).
 
 Untuned TVM schedules are plain loops: correct, but far slower than ONNX Runtime on a CPU
-(README has the numbers). GPU kernels get TVM's default GPU schedules (dlight).
+(docs/targets/cpu-tvm.md has the numbers). GPU kernels get TVM's default GPU schedules (dlight).
 """
 from __future__ import annotations
 

@@ -157,6 +157,17 @@ def write_atomically(path: Path, text: str) -> None:
     _fsync_dir(Path(path).parent)
 
 
+def manifest_json(manifest: Manifest) -> str:
+    """manifest.json's text; checked against docs/reference/manifest.schema.json first when
+    EDGEKIT_VALIDATE_MANIFESTS=1 (the tests set it, so every manifest any test writes is checked)."""
+    text = manifest.to_json()
+    if os.environ.get("EDGEKIT_VALIDATE_MANIFESTS") == "1":
+        from .manifest_schema import validate
+
+        validate(json.loads(text))
+    return text
+
+
 class BundleWriter:
     """Stage a bundle in a staging folder of its own (`OUT.<pid>-<random>.partial`) and publish it
     onto OUT in one rename, holding OUT's lock throughout. `marker` is the file written last
@@ -191,7 +202,7 @@ class BundleWriter:
     def publish(self, manifest: Manifest | str) -> Path:
         if isinstance(manifest, Manifest):
             manifest.complete = True
-            manifest = manifest.to_json()
+            manifest = manifest_json(manifest)
         try:
             _fsync_tree(self.stage)
             _crash_point("before-manifest")

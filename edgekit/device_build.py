@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .bundle import open_bundle, sha256_file, write_atomically
+from .bundle import manifest_json, open_bundle, sha256_file, write_atomically
 from .errors import EdgekitError, UsageError
 from .isolate import run_step
 from .manifest import MANIFEST, Artifact, Manifest, Verification, assign_roles, degraded
@@ -101,7 +101,7 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
                          + "; ".join(f"{r[0]}: {r[2]}" for r in rows),
                          hint=f"run this on the device: {manifest.target['device']}")
     _rerank(manifest, get_profile(manifest.target["name"]))
-    write_atomically(bundle / MANIFEST, manifest.to_json())
+    write_atomically(bundle / MANIFEST, manifest_json(manifest))
     return manifest, rows
 
 

@@ -1,7 +1,7 @@
 """One error tree for everything a user can cause; each class carries its exit code.
 
 Anything that is not an EdgekitError is a bug in edgekit and keeps its traceback.
-The exit codes are documented in the README ("Exit codes"); keep the two in step.
+The exit codes page (docs/reference/exit-codes.md) is generated from these classes: scripts/gen_reference.py.
 """
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def load(bundle_dir, artifact: str | None = None, threads: int | None = None, ch
     manifest = open_bundle(bundle_dir, check_files=False)
     if selftest and not manifest.selftest:  # every compiled bundle has one; a manifest without it was edited
         raise BundleError(f"{bundle_dir}: the manifest has no self-test entry, so no artifact can prove itself "
-                          "before serving; refused (the README's promise: nothing serves unchecked)",
+                          "before serving; refused (edgekit's promise: nothing serves unchecked)",
                           hint="recompile the bundle; or load(..., selftest=False) to serve it unchecked, at your risk")
     if manifest.selftest and check_hashes:
         from .bundle import check_listed_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import write_atomically
+from .bundle import manifest_json, write_atomically
 from .errors import UsageError
 from .manifest import MANIFEST, ROLE_RANK, Manifest
 
@@ -44,7 +44,7 @@ def choose_primary(bundle: Path, manifest: Manifest, results: list[dict]) -> dic
               "preferred": old.get("preferred"), "degraded": False, "on_device": old.get("on_device", []),
               "previous_rule": old.get("rule"), "why": f"timed on {where}"}
     manifest.target["primary_choice"] = choice
-    write_atomically(Path(bundle) / MANIFEST, manifest.to_json())
+    write_atomically(Path(bundle) / MANIFEST, manifest_json(manifest))
     return choice
 
 

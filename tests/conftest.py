@@ -16,6 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
+# Every bundle a test builds, in any child process, is checked against docs/reference/manifest.schema.json.
+os.environ["EDGEKIT_VALIDATE_MANIFESTS"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The real components a test exercises, as markers (pyproject.toml registers them; --strict-markers).
@@ -44,7 +47,7 @@ def pytest_configure(config):
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and int(workers) > 1:
         # One OpenMP thread per worker: with a compile on every core, PyTorch's spinning OpenMP workers
-        # made digits training ~10x slower (95 s vs 8 s, README). Runtimes take explicit thread counts.
+        # made digits training ~10x slower (95 s vs 8 s, measured by hand). Runtimes take explicit thread counts.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

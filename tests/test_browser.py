@@ -2,7 +2,7 @@
 on the real @tensorflow/tfjs in Node, and run in a page of real headless Chromium on 127.0.0.1.
 
 Small models only (digits, a tiny encoder with int64 ids, LayerNorm, exact GELU and an L2
-normalize): onnx2tf takes minutes on MiniLM. The MiniLM numbers are in the README, measured by hand.
+normalize): onnx2tf takes minutes on MiniLM. The MiniLM numbers are in docs/targets/browser.md, measured by hand.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_minilm_three_layer_student_moves_toward_the_teacher(tmp_path):
     """A short run on a text file of docstring sentences (outside the held-out split): the 3-layer
     student initialized from teacher layers 0/4/5 (held-out cosine 0.74 untrained) gets clearly
     closer to the teacher's embeddings. (The full demonstration, 0.90+ cosine, takes minutes:
-    README "Distillation"; the padding trim that makes it affordable is checked below.)"""
+    docs/distillation.md; the padding trim that makes it affordable is checked below.)"""
     from edgekit.builtin.data import sentences, split_by_hash
 
     calib, _ = split_by_hash(sentences())

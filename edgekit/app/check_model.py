@@ -6,7 +6,7 @@
 For each model file listed in model.json (or the one named): check its sha256, load it on its
 runtime, feed the self-test vectors and compare with the expected outputs using the tolerance the
 model was verified with. Exit 0 when every checked model passes, 1 otherwise. This file is also the
-reference for what an app does at start-up (see the README's Kotlin example): the vectors are in
+reference for what an app does at start-up (see the Kotlin example in docs/packaging.md): the vectors are in
 the model's own layout and float values; `input_layout` says which inputs the file takes NHWC and
 `io` gives the file's tensor types and quantization (q = round(x / scale) + zero_point).
 

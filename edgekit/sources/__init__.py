@@ -1,7 +1,7 @@
 """Resolve `--model SPEC` to a ModelSource.
 
   builtin:NAME                      a built-in model (edgekit.builtin.BUILTINS)
-  path/to/file.py:factory           factory() -> (nn.Module, example_inputs) or a dict (see README)
+  path/to/file.py:factory           factory() -> (nn.Module, example_inputs) or a dict (docs/models.md)
   package.module:factory            the same, imported from an installed package
   model.onnx                        an ONNX file (external data must stay in its folder; symbolic
                                     input dims need --input NAME:SHAPE[:DTYPE])
