@@ -13,6 +13,7 @@ in the flatbuffer (LiteRT's default); the runner converts and refuses values tha
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import ConvertResult, Converter, torch_args, torch_dynamic_shapes, torch_source
@@ -23,6 +24,35 @@ def _quantizer(dynamic: bool):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+
+
+@contextmanager
+def fx_names_in_tensor_names():
+    """litert-torch names each tensor after the nn.Module path of the ops that made it; the torch.export
+    node names (conv2d_1, relu_1: what `edgekit debug` lines tensors up by, and what the source's
+    stack traces belong to) are dropped when the flatbuffer is written. Prefixed to that name as
+    `fx:NODE|`, they stay. Numerics and ops are unchanged (a few bytes of names per tensor). A private
+    hook of litert-torch 0.10 (backend.debuginfo.build_mlir_debuginfo): where it is missing, the
+    artifact is written as before and debug matches layers by module path only. Yields whether it applied."""
+    try:
+        from litert_torch.backend import debuginfo
+    except ImportError:
+        yield False
+        return
+    plain, node_name = getattr(debuginfo, "build_mlir_debuginfo", None), getattr(debuginfo, "build_nodename_debuginfo", None)
+    if plain is None or node_name is None:
+        yield False
+        return
+
+    def with_node(node):
+        where, name = plain(node), node_name(node)
+        return f"fx:{name}|{where if where is not None else ';'}" if name else where
+
+    debuginfo.build_mlir_debuginfo = with_node
+    try:
+        yield True
+    finally:
+        debuginfo.build_mlir_debuginfo = plain
 
 
 def convert(work, candidate, out_path: Path) -> ConvertResult:
@@ -65,8 +95,9 @@ def convert(work, candidate, out_path: Path) -> ConvertResult:
         info["fp16"] = {"weights": "float16 (Dequantize ops)", "arithmetic": "fp32",  # on this host's CPU kernels
                         "compute": "float32 on CPU kernels; float16 on GPU and on XNNPACK with native float16 "
                                    "(e.g. Armv8.2-A phones)", "io": "float32"}
-    with torch.no_grad():
+    with torch.no_grad(), fx_names_in_tensor_names() as named:
         model = litert_torch.convert(module, torch_args(example), quant_config=config, dynamic_shapes=dynamic_shapes)
+    info["tensor_names"] = "fx node + module path" if named else "module path"
     model.export(str(out_path))
     from edgekit.runtimes.litert import delegation_coverage
 

@@ -328,6 +328,12 @@ def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dic
     metrics = per_output(refs, got, ref_names, classifier)
     tol = Tolerance(**tolerance)
     failures = judge(metrics, tol)
+    if failures:  # where the artifact leaves the source model, for the message (edgekit debug)
+        from .debug.trace import on_failed_verification
+
+        line = on_failed_verification(work, cand.runtime, out, cand.precision, conv.input_layout, inputs, refs, got,
+                                      ref_names[0])
+        failures += [line] if line else []
     shapes = verify_shapes(work, runner, ref_names, classifier, tol, failures) if info.get("verify_shapes") else None
     sequence = None
     if info.get("state"):  # a recurrent model: also streamed over the reference's sequence, its own state carried

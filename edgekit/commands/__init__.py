@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMAND_MODULES = ["compile", "check", "report", "bench", "gate", "verify", "history", "sweep", "explain", "distill",
+COMMAND_MODULES = ["compile", "check", "report", "bench", "gate", "verify", "debug", "history", "sweep", "explain", "distill",
                    "build", "package", "keygen", "sign", "targets", "doctor"]
 
 

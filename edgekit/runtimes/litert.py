@@ -40,12 +40,15 @@ class LiteRTRunner(Runner):
     runtime = "litert"
     toolchain = "ai-edge-litert"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, preserve_all_tensors: bool = False):
+        """preserve_all_tensors: every intermediate tensor stays readable after a run (edgekit debug);
+        XNNPACK then runs op by op, with the same results."""
         super().__init__(path, threads)
         deps.require("ai-edge-litert", "running .tflite artifacts (LiteRT interpreter)")
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads or 1)
+        self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads or 1,
+                                       experimental_preserve_all_tensors=preserve_all_tensors)
         sigs = self.interpreter.get_signature_list()
         self._sig = "serving_default" if "serving_default" in sigs else next(iter(sigs), None)
         if self._sig is None:

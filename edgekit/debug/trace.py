@@ -1,0 +1,149 @@
+"""One artifact of a bundle against its source model, layer by layer (runs in a child process: the
+source model, the artifact's runtime and every intermediate tensor live and die here; only the
+numbers go back)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+
+def trace(bundle_dir: str, artifact_id: str, input_path: str | None = None) -> dict:
+    from ..bundle import open_bundle
+    from ..errors import UsageError
+    from . import READERS
+
+    bundle = Path(bundle_dir)
+    manifest = open_bundle(bundle)
+    art = next(a for a in manifest.artifacts if a.id == artifact_id)
+    if art.runtime not in READERS:
+        raise UsageError(f"debug reads layers on {', '.join(READERS)}; {art.id} runs on {art.runtime}")
+    src, notes = _source(manifest)
+    sample, what = _input(bundle, manifest, art, src, input_path)
+    return trace_loaded(src, sample, art.runtime, bundle / art.path, art.precision, art.input_layout,
+                        (art.inputs, art.outputs), {"artifact": art.id, "input": what, "notes": notes})
+
+
+def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, layout: dict | None, io: tuple,
+                 record: dict | None = None) -> dict:
+    """The comparison itself, for a source already loaded (compile calls this on a failed artifact).
+    io: the artifact's (input, output) TensorSpecs, which name tensors the file may not."""
+    from ..reference import run_source
+    from ..runtimes import open_runner
+    from ..runtimes.buckets import is_bucketed
+    from . import READERS
+    from .compare import compare, first_divergence_line, metrics
+    from .source import source_layers
+
+    record = dict(record or {})
+    notes = list(record.pop("notes", []))
+    if is_bucketed(path):
+        path = _bucket_file(path, sample)
+    layers, ref = source_layers(src, sample)
+    reader = importlib.import_module(READERS[runtime])
+    got, read_notes, fused = reader.read_layers(path, sample, [lay["name"] for lay in layers], layout=layout,
+                                                io=io, src=src, precision=precision)
+    by_name = {lay["name"]: lay for lay in layers}
+    for lay in layers:  # a tensor of fused ops stands for its last one; the others are named with it
+        if fused.get(lay["name"]):
+            lay["fused"] = [{k: by_name[f].get(k) for k in ("name", "module", "source")} for f in fused[lay["name"]]]
+    rows, first = compare(layers, ref, got, precision)
+    want = run_source(src, [sample])[0]
+    with open_runner(runtime, path, 1, *io, layout) as runner:
+        out = runner.run(sample)
+    outputs = {n: metrics(want[n], np.asarray(out[n]).reshape(np.shape(want[n]))) for n in want if n in out}
+    return {**record, "runtime": runtime, "precision": precision, "source_layers": len(layers),
+            "matched": sum("rel_err" in r for r in rows), "rows": rows, "first": first,
+            "line": first_divergence_line(first, rows, precision), "outputs": outputs, "notes": notes + read_notes}
+
+
+def on_failed_verification(work, runtime: str, path: Path, precision: str, layout: dict | None,
+                           samples: list[dict], refs: list[dict], got: list[dict], output: str) -> str | None:
+    """compile's verification failed: trace its worst held-out sample through the source model and
+    the artifact, and return the `first divergence: ...` line (None where the runtime has no reader
+    or the trace itself fails: it explains a failure, it never adds one)."""
+    import sys
+    import traceback
+
+    from . import READERS
+
+    if runtime not in READERS or not samples:
+        return None
+    try:
+        cos = [_cosine(r[output], g[output]) for r, g in zip(refs, got)]
+        sample = samples[int(np.argmin(cos))]
+        if work.info.get("kind") == "onnx":
+            from ..sources import load_model
+
+            src = load_model(work.info["source"], work.info.get("weights"),
+                             [_input_text(t) for t in work.info["inputs"]])
+        else:
+            from ..converters import torch_source
+
+            src = torch_source(work, "debug")
+        from ..manifest import TensorSpec
+
+        io = tuple([TensorSpec.from_dict(t) for t in work.info[k]] for k in ("inputs", "outputs"))
+        found = trace_loaded(src, sample, runtime, path, precision, layout, io)
+        return found["line"] if found["first"] else None
+    except Exception:  # noqa: BLE001 - the verification failure stands on its own
+        traceback.print_exc(file=sys.stderr)
+        return None
+
+
+def _cosine(a, b) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    n = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / n) if n else 0.0
+
+
+def _source(manifest) -> tuple:
+    """The compile's source model, loaded again here as the compile loaded it."""
+    from ..sources import load_model
+
+    m = manifest.model
+    inputs = [_input_text(t) for t in m["inputs"]] if m.get("kind") == "onnx" else None
+    src = load_model(m["source"], m.get("weights"), inputs)
+    notes = []
+    if src.sha256 != m.get("sha256"):
+        notes.append(f"the source {m['source']} changed since the compile (sha256 {src.sha256[:12]} vs "
+                     f"{str(m.get('sha256'))[:12]}): layers are compared with the model as it is now")
+    return src, notes
+
+
+def _input_text(t: dict) -> str:
+    """A recorded input as the `--input` text that gave it (ranges for its dynamic dims)."""
+    dims = [str(d) for d in t["shape"]]
+    for axis, _name, lo, hi in t.get("dynamic") or []:
+        dims[axis] = f"[{lo}..{hi}]"
+    return f"{t['name']}:{'x'.join(dims)}:{t['dtype']}"
+
+
+def _input(bundle: Path, manifest, art, src, input_path: str | None) -> tuple[dict, str]:
+    if input_path:
+        from ..calibration import read_calibration
+
+        samples = read_calibration(input_path, src.example, src.preprocessing, limit=1)
+        return samples[0], f"first sample of {input_path}"
+    from ..selftest import selftest_feeds
+
+    inputs, _ = selftest_feeds(bundle, manifest, art)
+    if not inputs:
+        return src.example, "the model's example input"
+    return inputs[0], "the bundle's first self-test vector (held-out data)"
+
+
+def _bucket_file(folder: Path, sample: dict) -> Path:
+    """The shape bucket of a bucketed artifact that takes this sample's shapes as they are."""
+    import json
+
+    from ..errors import InputError
+
+    info = json.loads((folder / "buckets.json").read_text())
+    shapes = {k: list(np.shape(v)) for k, v in sample.items()}
+    for b in info["buckets"]:
+        if all(b["shapes"].get(k) == s for k, s in shapes.items()):
+            return folder / b["file"]
+    raise InputError(f"{folder.name} is one static artifact per shape bucket and none takes {shapes}; "
+                     f"give --input at one of: {[b['label'] for b in info['buckets']]}")
