@@ -37,7 +37,7 @@ def _run(path, x):
 def test_ort_fp16_halves_the_weights_and_keeps_the_answers(tmp_path, ops):
     import onnx
 
-    from edgekit.converters.onnx_ort import _cpu_kernels
+    from edgekit.converters.ort_kernels import cpu_kernels
     from edgekit.converters.ort_fp16 import _float16_ops, convert
 
     src, dst = tmp_path / "fp32.onnx", tmp_path / "fp16.onnx"
@@ -52,7 +52,7 @@ def test_ort_fp16_halves_the_weights_and_keeps_the_answers(tmp_path, ops):
     rel = np.abs(out - ref).max() / np.abs(ref).max()
     assert 0 < rel < 2e-3, rel  # float16 weights: a real, small change
     # which ops computed in float16 is this ONNX Runtime's registry's call, and the info says so
-    have = _float16_ops(_cpu_kernels()[0])
+    have = _float16_ops(cpu_kernels()[0])
     matrix = "MatMul" if ops == "matmul" else "Mul"
     if ("ai.onnx", matrix) in have or ops == "elementwise" and ("ai.onnx", "Clip") in have:
         assert info["compute"]["fp16_nodes"] >= 1

@@ -9,6 +9,7 @@ from ..table import render
 from .common import write_json
 
 SHOWN = 40  # table rows per artifact in the terminal; --json has every layer
+TIMEOUT_S = 1800.0  # per artifact: the source, its export and the artifact's runtime, in one child process
 
 
 def add_parser(sub) -> None:
@@ -54,7 +55,8 @@ def run(args) -> int:
     for a in arts:
         print(f"[edgekit] debug {a.id}: source model and artifact, layer by layer ...", file=sys.stderr, flush=True)
         results.append(run_step(f"debug-{a.id}", "edgekit.debug.trace:trace",
-                                {"bundle_dir": str(bundle), "artifact_id": a.id, "input_path": args.input}, logs))
+                                {"bundle_dir": str(bundle), "artifact_id": a.id, "input_path": args.input}, logs,
+                                timeout=TIMEOUT_S))
     for r in results:
         print(table(r))
     if args.json:

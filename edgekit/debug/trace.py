@@ -58,38 +58,60 @@ def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, la
             "line": first_divergence_line(first, rows, precision), "outputs": outputs, "notes": notes + read_notes}
 
 
+# A layer trace after a failed verification runs in a process of its own, and gets this long: it
+# explains a failure and must never turn one into a hang (native runtimes loaded twice in one
+# process, a huge model's debug twin).
+FAILURE_TRACE_TIMEOUT_S = 300.0
+
+
 def on_failed_verification(work, runtime: str, path: Path, precision: str, layout: dict | None,
                            samples: list[dict], refs: list[dict], got: list[dict], output: str) -> str | None:
     """compile's verification failed: trace its worst held-out sample through the source model and
-    the artifact, and return the `first divergence: ...` line (None where the runtime has no reader
-    or the trace itself fails: it explains a failure, it never adds one)."""
+    the artifact (in a child process), and return the `first divergence: ...` line when one layer
+    jumps; None where the runtime has no reader or the trace fails (it explains a failure, it never
+    adds one)."""
     import sys
-    import traceback
 
+    from ..errors import EdgekitError
+    from ..isolate import run_step
+    from ..samples import save_samples
     from . import READERS
 
     if runtime not in READERS or not samples:
         return None
+    cos = [_cosine(r[output], g[output]) for r, g in zip(refs, got)]
+    sample_path = work.dir / f"debug-{Path(path).stem}.npz"
+    save_samples(sample_path, [samples[int(np.argmin(cos))]])
     try:
-        cos = [_cosine(r[output], g[output]) for r, g in zip(refs, got)]
-        sample = samples[int(np.argmin(cos))]
-        if work.info.get("kind") == "onnx":
-            from ..sources import load_model
-
-            src = load_model(work.info["source"], work.info.get("weights"),
-                             [_input_text(t) for t in work.info["inputs"]])
-        else:
-            from ..converters import torch_source
-
-            src = torch_source(work, "debug")
-        from ..manifest import TensorSpec
-
-        io = tuple([TensorSpec.from_dict(t) for t in work.info[k]] for k in ("inputs", "outputs"))
-        found = trace_loaded(src, sample, runtime, path, precision, layout, io)
-        return found["line"] if found["first"] else None
-    except Exception:  # noqa: BLE001 - the verification failure stands on its own
-        traceback.print_exc(file=sys.stderr)
+        found = run_step(f"layers-{Path(path).stem}", "edgekit.debug.trace:trace_work",
+                         {"workdir": str(work.dir), "point": work.point, "runtime": runtime, "path": str(path),
+                          "precision": precision, "layout": layout, "sample_path": str(sample_path)},
+                         work.dir / "debug-logs", timeout=FAILURE_TRACE_TIMEOUT_S)
+    except EdgekitError as e:
+        print(f"edgekit: the layer trace of {Path(path).name} did not finish: {e.message}", file=sys.stderr)
         return None
+    return found["line"] if found["first"] else None
+
+
+def trace_work(workdir: str, point: dict | None, runtime: str, path: str, precision: str, layout: dict | None,
+               sample_path: str) -> dict:
+    """The child side of on_failed_verification: the compile's source, loaded from its work folder."""
+    from ..manifest import TensorSpec
+    from ..samples import load_samples
+    from ..steps import Work
+
+    work = Work(Path(workdir), point=point)
+    if work.info.get("kind") == "onnx":
+        from ..sources import load_model
+
+        src = load_model(work.info["source"], work.info.get("weights"), [_input_text(t) for t in work.info["inputs"]])
+    else:
+        from ..converters import torch_source
+
+        src = torch_source(work, "debug")
+    io = tuple([TensorSpec.from_dict(t) for t in work.info[k]] for k in ("inputs", "outputs"))
+    found = trace_loaded(src, load_samples(Path(sample_path))[0][0], runtime, Path(path), precision, layout, io)
+    return {"line": found["line"], "first": found["first"] is not None}
 
 
 def _cosine(a, b) -> float:
