@@ -1,7 +1,7 @@
 """Converters: one file per converter, listed in CONVERTER_MODULES below (the list is the registry).
 
 A converter runs in a child process (edgekit.isolate) because native toolchains crash. It gets the
-prepared work folder (edgekit.steps.Work: the source model, its ONNX export, reference data) and
+prepared work folder (edgekit.work.Work: the source model, its ONNX export, reference data) and
 writes one artifact file or folder. Add one: a new file here that ends with
 
     CONVERTER = Converter(name=..., format=..., suffix=..., toolchains=(...), convert=convert,

@@ -12,24 +12,14 @@ marks on <body> how many plots the browser actually decoded (the Chromium test r
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import sys
 from pathlib import Path
 
 from . import history
+from .plots import png as _png
 from .table import size
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _label(row: dict) -> str:
@@ -254,7 +244,20 @@ def _distilled(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(f"{r['bundle']}: {r['distillation']}" for r in rows if r.get("distillation")))
 
 
-def render_html(rows, not_run, results, plots, series=()) -> str:
+def _layer_traces(bundles: list[Path]) -> list[dict]:
+    """Every artifact `edgekit debug` reads here, traced against its source model (report --layers)."""
+    from .bundle import open_bundle
+    from .debug.run import trace_bundle, traceable
+
+    out = []
+    for b in bundles:
+        m = open_bundle(b)
+        for t in trace_bundle(b, traceable(m)[0]):
+            out.append({**t, "label": f"{m.model['name']}/{m.target['name']}: {t['artifact']}"})
+    return out
+
+
+def render_html(rows, not_run, results, plots, series=(), traces=()) -> str:
     e = html.escape
     env = results[0]["env"] if results else {}
     body = [f"<h1>edgekit report</h1><p>{len(rows)} artifacts benchmarked on {e(str(env.get('cpu', {}).get('model')))}"
@@ -272,10 +275,12 @@ def render_html(rows, not_run, results, plots, series=()) -> str:
     body.append("</tbody></table>")
     body += [f"<p class='distillation'>{e(line)}</p>" for line in _distilled(rows)]
     titles = {"trend": "Latency over time", "latency": "Latency distributions", "pareto": "Size, latency, accuracy", "ops": "Per-operator time",
-              "roofline": "Roofline"}
+              "roofline": "Roofline", "layers": "Error vs depth (edgekit debug)"}
     for key, png in plots.items():
         body.append(f'<h2>{titles[key]}</h2><img class="plot" id="plot-{key}" alt="{titles[key]}" '
                     f'src="data:image/png;base64,{png}">')
+        if key == "layers":
+            body += [f"<p class='first-divergence'>{e(t['label'])}: {e(t['line'])}</p>" for t in traces]
     body.append("<h2>Verification: not run or failed</h2><table id='not-run'><thead><tr><th>model</th><th>target</th>"
                 "<th>artifact</th><th>status</th><th>why</th></tr></thead><tbody>")
     for r in not_run:
@@ -313,8 +318,9 @@ def render_markdown(rows, not_run, series=()) -> str:
 
 def make_report(bundles: list[str], html_out: str, markdown_out: str | None, json_out: str | None, bench_args,
                 sweeps: list[str] = (), history_db: str | None = None, model: str | None = None,
-                target: str | None = None) -> int:
-    """Bundles are benchmarked here; sweeps (sweep.json) and the history database are read as they are."""
+                target: str | None = None, layers: bool = False) -> int:
+    """Bundles are benchmarked here; sweeps (sweep.json) and the history database are read as they are.
+    layers: each bundle's artifacts are also traced layer by layer (edgekit debug) and plotted."""
     from .bundle import write_atomically
     from .errors import UsageError
 
@@ -332,13 +338,18 @@ def make_report(bundles: list[str], html_out: str, markdown_out: str | None, jso
     plots = _plots(rows)
     if series:
         plots = {"trend": _trend_plot(series), **plots}
+    traces = _layer_traces([Path(b) for b in bundles]) if layers else []
+    if traces:
+        from .debug.html import curve_png
+
+        plots["layers"] = curve_png(traces)
     json_path = Path(json_out) if json_out else Path(html_out).with_suffix(".bench.json")
     for p in (json_path, Path(html_out), Path(markdown_out) if markdown_out else None):
         if p:
             p.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(json_path, json.dumps({"results": results, "history": series}, indent=1))
-    write_atomically(Path(html_out), render_html(rows, not_run, results, plots, series))
-    md = render_markdown(rows, not_run, series)
+    write_atomically(Path(html_out), render_html(rows, not_run, results, plots, series, traces))
+    md = render_markdown(rows, not_run, series) + "".join(f"\n{t['label']}: {t['line']}" for t in traces)
     if markdown_out:
         write_atomically(Path(markdown_out), md)
     print(md)

@@ -125,3 +125,15 @@ def test_debug_names_the_broken_layer_on_executorch(android_fp32, tmp_path):
     assert LINE in last
     assert any("1 weight buffer(s) differed" in n for n in r["notes"]), r["notes"]  # read from the shipped weights
     assert not any("differs from the shipped" in n for n in r["notes"]), r["notes"]  # the twin reproduces the file
+
+
+@pytest.mark.onnxruntime
+def test_report_plots_error_against_depth(tmp_path):
+    clean, _ = shared_bundle("three-convs-cpu", "--model", MODEL, "--target", "cpu")
+    page = tmp_path / "r.html"
+    p = edgekit("report", clean, "--layers", "--html", page, "--min-runs", "5", "--min-time", "0.05", "--warmup", "0")
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    assert 'id="plot-layers"' in html and "Error vs depth" in html
+    # one line per traced artifact (ONNX Runtime's two; TorchScript is not read), in the page and the summary
+    assert html.count("class='first-divergence'") == 2 and p.stdout.count(": first divergence: none") == 2

@@ -9,7 +9,6 @@ from ..table import render
 from .common import write_json
 
 SHOWN = 40  # table rows per artifact in the terminal; --json has every layer
-TIMEOUT_S = 1800.0  # per artifact: the source, its export and the artifact's runtime, in one child process
 
 
 def add_parser(sub) -> None:
@@ -27,7 +26,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..bundle import open_bundle
     from ..debug import READERS
-    from ..isolate import run_step
+    from ..debug.run import trace_bundle, traceable
 
     bundle = Path(args.bundle)
     manifest = open_bundle(bundle)
@@ -41,22 +40,13 @@ def run(args) -> int:
         if arts[0].runtime not in READERS:
             raise UsageError(f"debug reads layers on {', '.join(READERS)}; {arts[0].id} runs on {arts[0].runtime}")
     else:
-        arts = [a for a in manifest.artifacts if a.runtime in READERS and a.role != "on-device"]
-        left = [f"{a.id} ({a.runtime})" for a in manifest.artifacts if a not in arts]
+        arts, left = traceable(manifest)
         if left:
-            print(f"[edgekit] debug: not traced: {', '.join(left)}: debug reads layers on {', '.join(READERS)}, on "
-                  "this machine", file=sys.stderr)
+            print(f"[edgekit] debug: not traced: {', '.join(f'{a.id} ({a.runtime})' for a in left)}: debug reads "
+                  f"layers on {', '.join(READERS)}, on this machine", file=sys.stderr)
         if not arts:
             raise UsageError(f"{bundle} has no artifact on a runtime debug reads ({', '.join(READERS)})")
-    import tempfile
-
-    logs = Path(tempfile.mkdtemp(prefix="edgekit-debug-"))
-    results = []
-    for a in arts:
-        print(f"[edgekit] debug {a.id}: source model and artifact, layer by layer ...", file=sys.stderr, flush=True)
-        results.append(run_step(f"debug-{a.id}", "edgekit.debug.trace:trace",
-                                {"bundle_dir": str(bundle), "artifact_id": a.id, "input_path": args.input}, logs,
-                                timeout=TIMEOUT_S))
+    results = trace_bundle(bundle, arts, args.input)
     for r in results:
         print(table(r))
     if args.json:

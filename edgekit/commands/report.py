@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
     rp.add_argument("--target", help="with --history: only this target")
     rp.add_argument("--html", required=True, help="the page to write (self-contained, no network)")
     rp.add_argument("--markdown", help="a Markdown summary for CI logs and pull requests")
+    rp.add_argument("--layers", action="store_true", help="also trace each bundle's artifacts layer by layer against "
+                    "the source model (edgekit debug: ONNX Runtime, LiteRT, ExecuTorch) and plot error against depth")
     add_bench_opts(rp)
 
 
@@ -24,4 +26,4 @@ def run(args) -> int:
 
     args.keep_samples, args.profile = True, True  # distributions and per-op breakdown need both
     return make_report(args.bundles, args.html, args.markdown, args.json, args, args.sweep or [],
-                       args.history, args.model, args.target)
+                       args.history, args.model, args.target, args.layers)

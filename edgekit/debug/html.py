@@ -13,13 +13,13 @@ def curve_png(results: list[dict]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..report import _png
+    from ..plots import png
 
     fig, ax = plt.subplots(figsize=(10, 4.2))
     for r in results:
         rows = [x for x in r["rows"] if "rel_err" in x]
         ys = [max(x["rel_err"], 1e-9) for x in rows]
-        (line,) = ax.plot(range(len(ys)), ys, marker=".", label=f"{r['artifact']} ({r['precision']})")
+        (line,) = ax.plot(range(len(ys)), ys, marker=".", label=f"{r.get('label', r['artifact'])} ({r['precision']})")
         if r.get("first"):
             i = next(i for i, x in enumerate(rows) if x["name"] == r["first"]["name"])
             ax.annotate(f"first divergence: {rows[i]['name']}", (i, ys[i]), color=line.get_color(),
@@ -30,7 +30,7 @@ def curve_png(results: list[dict]) -> str:
     ax.set_ylabel("relative error vs the source model")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def write_html(path: str, results: list[dict], title: str) -> None:

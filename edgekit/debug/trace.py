@@ -98,7 +98,7 @@ def trace_work(workdir: str, point: dict | None, runtime: str, path: str, precis
     """The child side of on_failed_verification: the compile's source, loaded from its work folder."""
     from ..manifest import TensorSpec
     from ..samples import load_samples
-    from ..steps import Work
+    from ..work import Work
 
     work = Work(Path(workdir), point=point)
     if work.info.get("kind") == "onnx":
