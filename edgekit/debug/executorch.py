@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 
+NAMES = "fx"  # debug handles map to torch.export nodes (edgekit.debug.source)
+
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32"):
     """(arrays by source layer, notes, {layer: the layers fused into its delegate call})."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 
+NAMES = "fx"  # tensor names carry torch.export node names (edgekit.debug.source)
+
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32"):
     """(arrays by source layer, notes, {layer: the layers fused into its tensor})."""

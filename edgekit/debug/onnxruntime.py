@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 
+NAMES = "onnx"  # values are named after the ONNX export's (decomposed) graph (edgekit.debug.source)
+
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32"):
     import onnx

@@ -1,20 +1,37 @@
 """The source model's layers on one input: every intermediate tensor, in graph order, with what made it.
 
-A PyTorch source: its torch.export graph run node by node (torch.fx.Interpreter); each call_function
-node with a floating-point tensor output is a layer, named by its node name (the names torch.onnx's
-dynamo exporter gives ONNX values, and ExecuTorch's debug handles point back to), with the nn.Module
-path and the user's source line from the node's stack trace. An ONNX source: the model on ONNX Runtime
-with graph optimizations off and every node output exposed.
+Names must be the ones the artifact's toolchain kept, so each reader says which graph it names
+layers after (its NAMES):
+- "fx": the source's torch.export graph, run node by node (torch.fx.Interpreter); each call_function
+  node with a floating-point tensor output is a layer, named by its node name (what litert-torch's
+  tensor names and ExecuTorch's debug handles point back to), with the nn.Module path and the
+  user's source line from the node's stack trace.
+- "onnx": the source's ONNX export (the one compile makes: torch.onnx dynamo), run on ONNX Runtime
+  with optimizations off and every value exposed; values are named after the *decomposed* graph's
+  nodes, whose numbering differs from torch.export's (view_5 there is another tensor than view_5
+  here), so ONNX Runtime artifacts are matched against this graph, never the FX one. Module paths
+  and source lines come from the exporter's node metadata. An ONNX source is its own export.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def source_layers(src, sample: dict) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """([{name, op, module, source}], {name: array}) in graph order, plus the final outputs under
-    their output names (layers of kind "output")."""
-    return _torch_layers(src, sample) if src.kind == "torch" else _onnx_layers(src.onnx_path, sample)
+def source_layers(src, sample: dict, names: str = "fx") -> tuple[list[dict], dict[str, np.ndarray]]:
+    """([{name, op, module, source}], {name: array}) in graph order, named as `names` says."""
+    if src.kind != "torch":
+        return _onnx_layers(src.onnx_path, sample)
+    if names == "fx":
+        return _torch_layers(src, sample)
+    import tempfile
+    from pathlib import Path
+
+    from ..converters.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-debug-onnx-") as tmp:
+        path = Path(tmp) / "source.onnx"
+        export_onnx(src.module, sample, src.output_names, path, src.dynamic)
+        return _onnx_layers(path, sample)
 
 
 def _torch_layers(src, sample: dict):
@@ -57,12 +74,16 @@ def _onnx_layers(onnx_path, sample: dict):
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     typed = {v.name for v in [*model.graph.value_info, *model.graph.output]}
+    from ..graphops import user_frame
+
     layers, names = [], []
     for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
         for out in node.output:
             if out in typed and out not in names:
                 names.append(out)
-                layers.append({"name": out, "op": node.op_type, "module": node.name, "source": None})
+                layers.append({"name": out, "op": _onnx_op(meta, node), "module": _onnx_module(meta),
+                               "source": user_frame(meta.get("pkg.torch.onnx.stack_trace"))})
     expose(model, names)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
@@ -71,6 +92,21 @@ def _onnx_layers(onnx_path, sample: dict):
     arrays = {n: np.asarray(got[n], np.float32) for n in names
               if n in got and np.asarray(got[n]).dtype.kind == "f"}
     return [lay for lay in layers if lay["name"] in arrays], arrays
+
+
+def _onnx_module(meta: dict) -> str:
+    """'stem (Conv2d)' from the exporter's namespace (': m.Net/stem: torch.nn.modules.conv.Conv2d/conv2d: aten...')."""
+    parts = [p.split(": ", 1) for p in meta.get("namespace", "").split("/") if ": " in p]
+    mods = [(path.strip(), kind.rsplit(".", 1)[-1]) for path, kind in parts if not kind.startswith(("aten.", "prims."))]
+    if not mods:
+        return ""
+    path, kind = mods[-1]
+    return f"{path} ({kind})" if path else kind
+
+
+def _onnx_op(meta: dict, node) -> str:
+    last = meta.get("namespace", "").rsplit(": ", 1)
+    return last[1] if len(last) == 2 and last[1].startswith(("aten.", "prims.")) else node.op_type
 
 
 def expose(model, names: list[str]) -> None:

@@ -40,8 +40,8 @@ def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, la
     notes = list(record.pop("notes", []))
     if is_bucketed(path):
         path = _bucket_file(path, sample)
-    layers, ref = source_layers(src, sample)
     reader = importlib.import_module(READERS[runtime])
+    layers, ref = source_layers(src, sample, reader.NAMES)
     got, read_notes, fused = reader.read_layers(path, sample, [lay["name"] for lay in layers], layout=layout,
                                                 io=io, src=src, precision=precision)
     by_name = {lay["name"]: lay for lay in layers}
