@@ -102,29 +102,23 @@ def android_fp32():
     return shared_bundle("three-convs-android-fp32", "--model", MODEL, "--target", "android", "--precision", "fp32")[0]
 
 
-@pytest.mark.litert
-def test_debug_names_the_broken_layer_on_litert(android_fp32, tmp_path):
+@pytest.mark.parametrize("artifact, file", [
+    pytest.param("litert-fp32", "litert-fp32.tflite", marks=pytest.mark.litert),  # TFLite filters are OHWI
+    pytest.param("executorch-fp32", "executorch-fp32.pte", marks=pytest.mark.executorch),  # XNNPACK's too
+])
+def test_debug_names_the_broken_layer_on_mobile_runtimes(android_fp32, tmp_path, artifact, file):
     bundle = _copy(android_fp32, tmp_path)
-    _scale_in_file(bundle / "artifacts" / "litert-fp32.tflite", _middle_weights("ohwi"))  # TFLite filters: OHWI
-    _rehash(bundle, "litert-fp32")
-    last, r = _debug(bundle, "litert-fp32", tmp_path)
-    # LiteRT fuses the convolution with its relu: the tensor is relu_1's, and it says so
+    _scale_in_file(bundle / "artifacts" / file, _middle_weights("ohwi"))
+    _rehash(bundle, artifact)
+    last, r = _debug(bundle, artifact, tmp_path)
+    # both fuse the convolution with its relu: the tensor is relu_1's, and the line says so
     assert last.startswith("first divergence: relu_1") and "fused with conv2d_1 (middle (Conv2d))" in last, last
     assert LINE in last
     rows = {x["name"]: x for x in r["rows"]}
     assert rows["relu"]["rel_err"] < 1e-5 and rows["relu_1"]["rel_err"] > 0.1
-
-
-@pytest.mark.executorch
-def test_debug_names_the_broken_layer_on_executorch(android_fp32, tmp_path):
-    bundle = _copy(android_fp32, tmp_path)
-    _scale_in_file(bundle / "artifacts" / "executorch-fp32.pte", _middle_weights("ohwi"))  # XNNPACK weights: OHWI
-    _rehash(bundle, "executorch-fp32")
-    last, r = _debug(bundle, "executorch-fp32", tmp_path)
-    assert last.startswith("first divergence: relu_1") and "fused with conv2d_1 (middle (Conv2d))" in last, last
-    assert LINE in last
-    assert any("1 weight buffer(s) differed" in n for n in r["notes"]), r["notes"]  # read from the shipped weights
-    assert not any("differs from the shipped" in n for n in r["notes"]), r["notes"]  # the twin reproduces the file
+    if artifact.startswith("executorch"):  # read from a debug twin that carries the shipped file's weights
+        assert any("1 weight buffer(s) differed" in n for n in r["notes"]), r["notes"]
+        assert not any("differs from the shipped" in n for n in r["notes"]), r["notes"]  # and reproduces it
 
 
 @pytest.mark.onnxruntime
