@@ -10,8 +10,8 @@ artifact's precision explains.
 """
 from __future__ import annotations
 
-# runtime -> module with `read_layers(path, sample, wanted, *, layout, io, src, precision) -> (arrays by source layer name, notes,
-# {layer: source layers fused into the same tensor})`:
+# runtime -> module with `read_layers(path, sample, wanted, *, layout, io, src, precision) ->
+# (arrays by source layer name, notes, {layer: source layers fused into the same tensor})`:
 # wanted: the source layers' names in graph order; io: the artifact's (inputs, outputs) TensorSpecs;
 # src: the loaded source model (ExecuTorch's reader rebuilds a per-op debug twin from it). Each reader's
 # NAMES says which source graph its tensors are named after (edgekit.debug.source).

@@ -54,6 +54,7 @@ def _torch_layers(src, sample: dict):
     for n in nodes:
         if n.name in arrays:
             layers.append({"name": n.name, "op": op_name(n.target), "module": _module(n),
+                           "users": [u.name for u in n.users],
                            "source": user_frame(n.meta.get("stack_trace"))})
     return layers, arrays
 
@@ -76,6 +77,10 @@ def _onnx_layers(onnx_path, sample: dict):
     typed = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     from ..graphops import user_frame
 
+    users: dict[str, list[str]] = {}  # value -> the values its consumers make (their first output)
+    for node in model.graph.node:
+        for i in node.input:
+            users.setdefault(i, []).extend(node.output[:1])
     layers, names = [], []
     for node in model.graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
@@ -83,6 +88,7 @@ def _onnx_layers(onnx_path, sample: dict):
             if out in typed and out not in names:
                 names.append(out)
                 layers.append({"name": out, "op": _onnx_op(meta, node), "module": _onnx_module(meta),
+                               "users": users.get(out, []),
                                "source": user_frame(meta.get("pkg.torch.onnx.stack_trace"))})
     expose(model, names)
     so = ort.SessionOptions()

@@ -45,6 +45,7 @@ def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, la
     got, read_notes, fused = reader.read_layers(path, sample, [lay["name"] for lay in layers], layout=layout,
                                                 io=io, src=src, precision=precision)
     by_name = {lay["name"]: lay for lay in layers}
+    _folded_batch_norms(layers, by_name, got, fused)
     for lay in layers:  # a tensor of fused ops stands for its last one; the others are named with it
         if fused.get(lay["name"]):
             lay["fused"] = [{k: by_name[f].get(k) for k in ("name", "module", "source")} for f in fused[lay["name"]]]
@@ -132,6 +133,19 @@ def _source(manifest) -> tuple:
         notes.append(f"the source {m['source']} changed since the compile (sha256 {src.sha256[:12]} vs "
                      f"{str(m.get('sha256'))[:12]}): layers are compared with the model as it is now")
     return src, notes
+
+
+def _folded_batch_norms(layers: list[dict], by_name: dict, got: dict, fused: dict) -> None:
+    """A layer whose only user is a batch norm the artifact has no tensor for: the norm was folded into
+    it (PT2E, ORT and TFLite all fold them), so its tensor holds the norm's output: it stands for that."""
+    for lay in layers:
+        users = lay.get("users") or []
+        if lay["name"] not in got or len(users) != 1 or users[0] in got or users[0] not in by_name:
+            continue
+        norm = by_name[users[0]]
+        if "batch_norm" in norm["op"].lower() or norm["op"] == "BatchNormalization":
+            got[norm["name"]] = got.pop(lay["name"])
+            fused[norm["name"]] = [*fused.pop(lay["name"], []), lay["name"]]
 
 
 def _input_text(t: dict) -> str:
