@@ -78,9 +78,9 @@ def _builtin() -> list[Converter]:
 
 def all_converters() -> dict[str, Converter]:
     """name -> Converter: the built-in ones, then plug-ins (EDGEKIT_PLUGINS)."""
-    from ..plugins import exported
+    from ..plugins import exported, merged
 
-    return {c.name: c for c in [*_builtin(), *exported("CONVERTER", "CONVERTERS")]}
+    return merged({c.name: c for c in _builtin()}, exported("CONVERTER", "CONVERTERS"), lambda c: c.name, "converter")
 
 
 def get(name: str) -> Converter:

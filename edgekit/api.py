@@ -90,8 +90,10 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
     """Compile `model` for `target` into a verified bundle at `out` (default build/MODEL-TARGET).
 
     model: a spec as `--model` takes it (builtin:NAME, file.py:factory, pkg.module:factory, a .onnx
-    or .pt2 path; None: the built-in default), or a torch.nn.Module with `example_inputs` (a tuple
-    of tensors or arrays, or a dict by input name), exported here with torch.export.
+    or .pt2 path; None: the built-in default), or a torch.nn.Module with `example_inputs` (a tensor or
+    a tuple of them in forward()'s order), exported here with torch.export at the example's shapes
+    (for dynamic dims, give a factory file with `dynamic_shapes`). Such a bundle's source is a
+    temporary file: `edgekit debug` needs a model compiled from a file.
     verify_data, calibration, example: a path in any `--calibration` form, or arrays: one ndarray
     for a one-input model, or a dict of arrays named like the inputs (one sample or a stack).
     The other options are `edgekit compile`'s, by the same names."""
@@ -127,8 +129,8 @@ def _is_torch_module(model) -> bool:
 
 
 def _module_to_pt2(module, example_inputs, scratch) -> Path:
-    """An in-memory module as a torch.export archive, the form edgekit's children load safely."""
-    import numpy as np
+    """An in-memory module as a torch.export archive, the form edgekit's children load safely. The
+    module is exported in eval mode and handed back in the mode it came in."""
     import torch
 
     if example_inputs is None:
@@ -137,7 +139,9 @@ def _module_to_pt2(module, example_inputs, scratch) -> Path:
         raise UsageError("example_inputs for a torch.nn.Module: a tuple in forward()'s order (the names come "
                          "from forward's parameters)")
     args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args)
+    floating = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    args = tuple(_tensor(a, floating) for a in args)
+    was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
@@ -148,9 +152,24 @@ def _module_to_pt2(module, example_inputs, scratch) -> Path:
         raise ModelSourceError(f"torch.export could not export {type(module).__name__}: {root_cause(e)}",
                                hint="edgekit check --model FILE.py:factory names the line; or export it yourself "
                                     "and pass the .pt2") from e
+    finally:
+        module.train(was_training)
     path = scratch() / f"{type(module).__name__}.pt2"
     torch.export.save(exported, str(path))
     return path
+
+
+def _tensor(a, floating):
+    """One example input as a CPU tensor; floating-point data in the module's own float type (numpy
+    hands over float64, the module's weights are usually float32)."""
+    import numpy as np
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu()
+        return t.to(floating) if t.is_floating_point() else t
+    return t
 
 
 def _as_file(data, name: str, scratch):
@@ -159,12 +178,19 @@ def _as_file(data, name: str, scratch):
         return str(data) if data is not None else None
     import numpy as np
 
+    def array(x):
+        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+
+    if isinstance(data, (tuple, list)) and len(data) == 1:  # (x,) as for torch.export: its one input
+        data = data[0]
     if isinstance(data, dict):
         path = scratch() / f"{name}.npz"
-        np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+        np.savez(path, **{k: array(v) for k, v in data.items()})
         return str(path)
-    if isinstance(data, (np.ndarray, list, tuple)) or hasattr(data, "numpy"):
+    if isinstance(data, (tuple, list)):
+        raise UsageError(f"{name}: several arrays: give a dict by input name (which array is which input?)")
+    if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         path = scratch() / f"{name}.npy"
-        np.save(path, np.asarray(data.numpy() if hasattr(data, "numpy") else data))
+        np.save(path, array(data))
         return str(path)
     raise UsageError(f"{name}: give a path, an array or a dict of arrays, not {type(data).__name__}")

@@ -331,6 +331,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                                     "outputs", "reference", "verify_data", "verify_samples", "source_accuracy",
                                     "export", "calibration", "preflight", "cost")}
         | ({"distillation": distillation} if distillation else {})
+        # the user's state dict (debug reloads the model with it; a distilled one is the bundle's distill/student.pt)
+        | ({"weights": info["weights"]} if info.get("weights") and not distillation else {})
         | ({"input_specs": info["input_specs"]} if info.get("input_specs") else {})
         | ({"reference_check": info["reference_check"]} if info.get("reference_check") else {})
         | ({"state": info["state"], "sequence_steps": info["sequence_steps"]} if info.get("state") else {})

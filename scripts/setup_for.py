@@ -28,9 +28,22 @@ def target_sets() -> dict[str, str]:
     return out
 
 
+def bundle_target(arg: str) -> str | None:
+    """A bundle folder named on the command line (bench, verify, debug, report ...): its target's name,
+    so the runtimes its artifacts need get installed."""
+    import json
+
+    manifest = Path(arg) / "manifest.json"
+    try:
+        return json.loads(manifest.read_text())["target"]["name"] if manifest.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not a bundle edgekit can read: edgekit itself will say why
+
+
 def needed(args: list[str]) -> str:
     sets = {**target_sets(), **OTHERS}
-    found = {sets[a.split("=", 1)[-1]] for a in args if a.split("=", 1)[-1] in sets} - {"cpu"}
+    names = [a.split("=", 1)[-1] for a in args] + [t for a in args if (t := bundle_target(a))]
+    found = {sets[n] for n in names if n in sets} - {"cpu"}
     return found.pop() if len(found) == 1 else "dev" if found else "cpu"
 
 

@@ -14,10 +14,10 @@ TARGET_MODULES = ["cpu", "android", "rpi", "jetson", "cpu_tvm", "ios", "browser"
 
 
 def all_profiles() -> list[TargetProfile]:
-    from ..plugins import exported
+    from ..plugins import exported, merged
 
-    return [*(importlib.import_module(f"{__name__}.{m}").PROFILE for m in TARGET_MODULES),
-            *exported("PROFILE", "PROFILES")]
+    builtin = {p.name: p for p in (importlib.import_module(f"{__name__}.{m}").PROFILE for m in TARGET_MODULES)}
+    return list(merged(builtin, exported("PROFILE", "PROFILES"), lambda p: p.name, "target").values())
 
 
 def get_profile(name: str) -> TargetProfile:

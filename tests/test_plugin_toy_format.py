@@ -55,3 +55,14 @@ def test_plugins_are_listed_and_bad_ones_refused(plugged):
     assert bad.returncode == 2 and "EDGEKIT_PLUGINS: cannot import plug-in module 'no_such_plugin_module'" in bad.stderr
     typo = edgekit("compile", "--target", "toyy", env=ENV)
     assert typo.returncode == 2 and 'did you mean "toy"' in typo.stderr
+
+
+def test_a_plug_in_cannot_take_a_built_in_name(tmp_path, monkeypatch):
+    (tmp_path / "clash_plugin.py").write_text(
+        "from edgekit.runtimes.onnxruntime import OrtRunner\n\nclass Clash(OrtRunner):\n    pass\n\nRUNNER = Clash\n")
+    (tmp_path / "empty_plugin.py").write_text("X = 1\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    clash = edgekit("targets", env={**env, "EDGEKIT_PLUGINS": "clash_plugin"})
+    assert clash.returncode == 2 and "plug-in runtime 'onnxruntime' clashes" in clash.stderr, clash.stderr
+    empty = edgekit("targets", env={**env, "EDGEKIT_PLUGINS": "empty_plugin"})
+    assert empty.returncode == 2 and "exports none of CONVERTER" in empty.stderr, empty.stderr

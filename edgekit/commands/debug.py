@@ -55,10 +55,12 @@ def run(args) -> int:
         from ..debug.html import write_html
 
         write_html(args.html, results, f"{manifest.model['name']} -> {manifest.target['name']} ({bundle})")
-    return 0
+    return 1 if any(r.get("error") for r in results) else 0
 
 
 def table(r: dict) -> str:
+    if r.get("error"):
+        return f"{r['artifact']} ({r['runtime']}, {r['precision']}): the trace failed: {r['error']}\n{r['line']}"
     rows = [x for x in r["rows"] if "rel_err" in x]
     first = r.get("first")
     idx = next((i for i, x in enumerate(rows) if first and x["name"] == first["name"]), None)
@@ -73,7 +75,7 @@ def table(r: dict) -> str:
         src = x.get("source")
         out.append([x["name"] + ("  <-- first divergence" if i == idx else ""), x.get("module") or x.get("op", ""),
                     f"{Path(src['file']).name}:{src['line']}" if src else "", "x".join(map(str, x["shape"])),
-                    f"{x['cosine']:.6f}", f"{x['snr_db']:.1f}", f"{x['max_abs']:.2e}", f"{x['rel_err']:.2e}",
+                    f"{x['cosine']:.6f}", "exact" if x["snr_db"] is None else f"{x['snr_db']:.1f}", f"{x['max_abs']:.2e}", f"{x['rel_err']:.2e}",
                     f"{x['growth']:.1f}x" if x.get("growth") else "-"])
         last = i
     outs = "; ".join(f"{k}: cosine {m['cosine']:.6f}, rel err {m['rel_err']:.2e}" for k, m in r["outputs"].items())

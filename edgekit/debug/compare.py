@@ -32,24 +32,48 @@ def aligned(ref: np.ndarray, got: np.ndarray) -> np.ndarray | None:
 
 
 def metrics(ref: np.ndarray, got: np.ndarray) -> dict:
+    """Over the positions finite in both (a mask's -inf in the source and the artifact is agreement,
+    not error); `nonfinite` counts only where the artifact alone is NaN/Inf. snr_db is None for
+    identical tensors (infinite). The norm has a floor, so an all-zero source tensor is not infinitely off."""
     a, b = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))  # the same inf, or NaN in both
+    nonfinite = int(np.count_nonzero(~fb & ~same))
+    both = fa & fb
+    a, b = a[both], b[both]
     diff = a - b
-    na, nd = float(np.linalg.norm(a)), float(np.linalg.norm(diff))
-    nb = float(np.linalg.norm(b))
-    cos = float(a @ b / (na * nb)) if na and nb else (1.0 if na == nb else 0.0)
-    return {"cosine": cos, "snr_db": float(10 * np.log10(na ** 2 / nd ** 2)) if nd else float("inf"),
-            "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
-            "rel_err": nd / na if na else (0.0 if not nd else float("inf")),
-            "nonfinite": int(b.size - np.isfinite(b).sum())}
+    na, nb, nd = float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(diff))
+    floor = 1e-6 * np.sqrt(max(a.size, 1))
+    cos = float(a @ b / (na * nb)) if na and nb else (1.0 if nd <= floor else 0.0)
+    return {"cosine": cos, "snr_db": float(10 * np.log10(max(na, floor) ** 2 / nd ** 2)) if nd else None,
+            "max_abs": float(np.abs(diff).max()) if diff.size else 0.0, "rel_err": nd / max(na, floor),
+            "nonfinite": nonfinite}
+
+
+def _nearest(name: str, edges: dict, measured: dict) -> list[str]:
+    """The closest layers along `edges` (producers or users) that have a measured error, passing through
+    layers without one."""
+    seen, todo, found = {name}, list(edges.get(name, ())), []
+    while todo and len(seen) < 5000:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in measured:
+            found.append(n)
+        else:
+            todo.extend(edges.get(n, ()))
+    return found
 
 
 def compare(layers: list[dict], ref: dict, got: dict, precision: str) -> tuple[list[dict], dict | None]:
     """(one row per source layer the artifact exposes, in graph order; the first divergence or None).
 
-    A jump must carry on: a wrong weight or operator spoils every layer after it, so a layer whose
-    successor is back within the noise was matched to the wrong tensor (a name the toolchain reused,
-    a batch norm folded into it), not broken. Such a row is marked `unconfirmed` and neither named
-    nor counted in the error the next layers are measured against."""
+    A layer's error is measured against its own inputs' (the nearest measured layers that feed it), so
+    rounding noise elsewhere in the network does not hide a jump here. A jump must carry on: a wrong
+    weight or operator spoils the layers it feeds, so a layer whose nearest measured users are back to
+    the level before it was matched to the wrong tensor (a name the toolchain reused, a folded norm),
+    not broken: it is marked `unconfirmed`, never named, and not used as a baseline."""
     rows = []
     noise = NOISE.get(precision, NOISE["fp32"])
     for lay in layers:
@@ -63,18 +87,28 @@ def compare(layers: list[dict], ref: dict, got: dict, precision: str) -> tuple[l
             continue
         rows.append({**lay, "shape": list(ref[name].shape), **metrics(ref[name], g)})
     done = [r for r in rows if "rel_err" in r]
-    worst_before, first = 0.0, None
-    for i, row in enumerate(done):
-        row["growth"] = row["rel_err"] / worst_before if worst_before else None
-        jumped = row["nonfinite"] > 0 or (row["rel_err"] > noise
-                                          and row["rel_err"] >= JUMP * max(worst_before, noise / JUMP))
-        if jumped and i + 1 < len(done) and done[i + 1]["rel_err"] <= max(noise, JUMP * worst_before) \
-                and not done[i + 1]["nonfinite"]:
-            row["unconfirmed"] = (f"the next layer ({done[i + 1]['name']}) is back to relative error "
-                                  f"{done[i + 1]['rel_err']:.3g}: this tensor is probably not this layer's")
-            continue
-        if first is None and jumped:
-            first = row
+    err = {r["name"]: r["rel_err"] for r in done}
+    users = {lay["name"]: lay.get("users") or [] for lay in layers}
+    producers: dict[str, list[str]] = {}
+    for n, us in users.items():
+        for u in us:
+            producers.setdefault(u, []).append(n)
+    graph = any(users.values())  # without edges (a reader that gave none): the layers before, in order
+    trusted, worst_before, first = {}, 0.0, None
+    for row in done:
+        ups = _nearest(row["name"], producers, trusted) if graph else []
+        base = max((trusted[u] for u in ups), default=0.0) if graph else worst_before
+        row["growth"] = row["rel_err"] / base if base else None
+        jumped = row["nonfinite"] > 0 or (row["rel_err"] > noise and row["rel_err"] >= JUMP * max(base, noise / JUMP))
+        if jumped:
+            downs = _nearest(row["name"], users, err) if graph else []
+            after = max((err[d] for d in downs), default=None)
+            if after is not None and after <= max(noise, 3 * base) and row["nonfinite"] == 0:
+                row["unconfirmed"] = (f"the layers it feeds are back to relative error {after:.3g}: this tensor is "
+                                      "probably not this layer's")
+                continue
+            first = first or row
+        trusted[row["name"]] = row["rel_err"]
         worst_before = max(worst_before, row["rel_err"])
     return rows, first
 

@@ -17,9 +17,10 @@ import numpy as np
 
 
 NAMES = "fx"  # debug handles map to torch.export nodes (edgekit.debug.source)
+PRECISIONS = ("fp32",)  # the artifacts whose layers it reads
 
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
-                precision: str = "fp32"):
+                precision: str = "fp32", room_bytes: int = 0):
     """(arrays by source layer, notes, {layer: the layers fused into its delegate call})."""
     from ..runtimes.executorch import ExecuTorchRunner
 
@@ -31,7 +32,7 @@ def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, i
                     "quantization); compare the outputs above, or debug the FP32 artifact"], {}
     with tempfile.TemporaryDirectory(prefix="edgekit-debug-et-") as tmp:
         twin, etrecord, copied = _twin(src, sample, Path(path), Path(tmp))
-        got, fused, twin_out = _run_with_etdump(twin, etrecord, sample, wanted, Path(tmp))
+        got, fused, twin_out = _run_with_etdump(twin, etrecord, sample, wanted, Path(tmp), room_bytes)
     with ExecuTorchRunner(path, 1).bind(*io) as shipped:
         out = shipped.run(sample)
     notes = [f"layers from a per-op XNNPACK debug build with the shipped file's weights ({copied} weight buffer(s) "
@@ -89,7 +90,7 @@ def _copy_weights(shipped: bytes, twin: bytearray) -> int:
     return copied
 
 
-def _run_with_etdump(twin: Path, etrecord: Path, sample: dict, wanted: list[str], tmp: Path):
+def _run_with_etdump(twin: Path, etrecord: Path, sample: dict, wanted: list[str], tmp: Path, room_bytes: int):
     import torch
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
@@ -97,8 +98,9 @@ def _run_with_etdump(twin: Path, etrecord: Path, sample: dict, wanted: list[str]
     from ..converters import torch_args
 
     order = {n: k for k, n in enumerate(wanted)}
-    # Room for every delegate call's inputs and outputs (ExecuTorch aborts the process when it runs out).
-    room = 64 * sum(int(np.prod(np.shape(a))) * 4 for a in sample.values()) + (64 << 20)
+    # Room for every delegate call's inputs and outputs: twice every source layer's bytes, plus slack
+    # (ExecuTorch aborts the process when it runs out).
+    room = 2 * room_bytes + 4 * sum(np.asarray(a).nbytes for a in sample.values()) + (64 << 20)
     program = Runtime.get().load_program(str(twin), enable_etdump=True, debug_buffer_size=room)
     outputs = program.load_method("forward").execute(list(torch_args(sample)))
     etdump, debug = tmp / "twin.etdp", tmp / "twin.dbg"

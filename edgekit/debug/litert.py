@@ -14,9 +14,10 @@ import numpy as np
 
 
 NAMES = "fx"  # tensor names carry torch.export node names (edgekit.debug.source)
+PRECISIONS = ("fp32", "fp16", "int8")  # the artifacts whose layers it reads
 
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
-                precision: str = "fp32"):
+                precision: str = "fp32", room_bytes: int = 0):
     """(arrays by source layer, notes, {layer: the layers fused into its tensor})."""
     from ai_edge_litert import schema_py_generated as schema
 

@@ -11,9 +11,10 @@ import numpy as np
 
 
 NAMES = "onnx"  # values are named after the ONNX export's (decomposed) graph (edgekit.debug.source)
+PRECISIONS = ("fp32", "fp16", "int8")  # the artifacts whose layers it reads
 
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
-                precision: str = "fp32"):
+                precision: str = "fp32", room_bytes: int = 0):
     import onnx
     import onnxruntime as ort
 

@@ -41,8 +41,11 @@ def _torch_layers(src, sample: dict):
     from ..converters.fx_visit import visit_nodes
     from ..graphops import op_name, user_frame
 
-    with torch.no_grad():
-        gm = torch.export.export(src.module, torch_args(sample)).module()
+    from ..converters import torch_dynamic_shapes
+
+    with torch.no_grad():  # with the dims the converters kept dynamic: symbolic nodes take names too
+        gm = torch.export.export(src.module, torch_args(sample),
+                                 dynamic_shapes=torch_dynamic_shapes(sample, src.dynamic)).module()
     nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
     arrays, layers = {}, []
 
@@ -73,7 +76,11 @@ def _onnx_layers(onnx_path, sample: dict):
     import onnx
     import onnxruntime as ort
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    model = onnx.load(str(onnx_path))
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - contrib ops onnx does not know: the values with types still count
+        pass
     typed = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     from ..graphops import user_frame
 
@@ -94,7 +101,8 @@ def _onnx_layers(onnx_path, sample: dict):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, sample)))
+    feeds = {i.name: sample[i.name] for i in sess.get_inputs()}
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
     arrays = {n: np.asarray(got[n], np.float32) for n in names
               if n in got and np.asarray(got[n]).dtype.kind == "f"}
     return [lay for lay in layers if lay["name"] in arrays], arrays

@@ -19,7 +19,10 @@ def trace(bundle_dir: str, artifact_id: str, input_path: str | None = None) -> d
     art = next(a for a in manifest.artifacts if a.id == artifact_id)
     if art.runtime not in READERS:
         raise UsageError(f"debug reads layers on {', '.join(READERS)}; {art.id} runs on {art.runtime}")
-    src, notes = _source(manifest)
+    if art.model:
+        raise UsageError(f"{art.id} is the fallback model's ({art.model.get('source')}), not this bundle's model: "
+                         "debug traces the bundle's own model only")
+    src, notes = _source(bundle, manifest)
     sample, what = _input(bundle, manifest, art, src, input_path)
     return trace_loaded(src, sample, art.runtime, bundle / art.path, art.precision, art.input_layout,
                         (art.inputs, art.outputs), {"artifact": art.id, "input": what, "notes": notes})
@@ -33,17 +36,19 @@ def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, la
     from ..runtimes import open_runner
     from ..runtimes.buckets import is_bucketed
     from . import READERS
-    from .compare import compare, first_divergence_line, metrics
+    from .compare import aligned, compare, first_divergence_line, metrics
     from .source import source_layers
 
     record = dict(record or {})
     notes = list(record.pop("notes", []))
-    if is_bucketed(path):
+    if is_bucketed(path):  # one static artifact per shape: the source is exported static too, as its converter did
         path = _bucket_file(path, sample)
+        src.dynamic = []
     reader = importlib.import_module(READERS[runtime])
     layers, ref = source_layers(src, sample, reader.NAMES)
     got, read_notes, fused = reader.read_layers(path, sample, [lay["name"] for lay in layers], layout=layout,
-                                                io=io, src=src, precision=precision)
+                                                io=io, src=src, precision=precision,
+                                                room_bytes=sum(a.nbytes for a in ref.values()))
     by_name = {lay["name"]: lay for lay in layers}
     _folded_batch_norms(layers, by_name, got, fused)
     for lay in layers:  # a tensor of fused ops stands for its last one; the others are named with it
@@ -53,7 +58,8 @@ def trace_loaded(src, sample: dict, runtime: str, path: Path, precision: str, la
     want = run_source(src, [sample])[0]
     with open_runner(runtime, path, 1, *io, layout) as runner:
         out = runner.run(sample)
-    outputs = {n: metrics(want[n], np.asarray(out[n]).reshape(np.shape(want[n]))) for n in want if n in out}
+    outputs = {n: metrics(want[n], a) for n in want if n in out
+               and (a := aligned(np.asarray(want[n]), np.asarray(out[n]))) is not None}
     return {**record, "runtime": runtime, "precision": precision, "source_layers": len(layers),
             "matched": sum("rel_err" in r for r in rows), "rows": rows, "first": first,
             "line": first_divergence_line(first, rows, precision), "outputs": outputs, "notes": notes + read_notes}
@@ -78,9 +84,10 @@ def on_failed_verification(work, runtime: str, path: Path, precision: str, layou
     from ..samples import save_samples
     from . import READERS
 
-    if runtime not in READERS or not samples:
+    if runtime not in READERS or not samples \
+            or precision not in importlib.import_module(READERS[runtime]).PRECISIONS:
         return None
-    cos = [_cosine(r[output], g[output]) for r, g in zip(refs, got)]
+    cos = [min(_cosine(r[k], g[k]) for k in r if k in g) for r, g in zip(refs, got)]  # the worst output of each
     sample_path = work.dir / f"debug-{Path(path).stem}.npz"
     save_samples(sample_path, [samples[int(np.argmin(cos))]])
     try:
@@ -121,18 +128,30 @@ def _cosine(a, b) -> float:
     return float(a @ b / n) if n else 0.0
 
 
-def _source(manifest) -> tuple:
-    """The compile's source model, loaded again here as the compile loaded it."""
+def _source(bundle: Path, manifest) -> tuple:
+    """The compile's source model, loaded again here as the compile loaded it (its weights, its --input
+    specs and dynamic dims); refused when it is not the model that was compiled."""
+    from ..errors import ModelSourceError
     from ..sources import load_model
+    from ..sources.dynamic import DynamicDim
 
     m = manifest.model
-    inputs = [_input_text(t) for t in m["inputs"]] if m.get("kind") == "onnx" else None
-    src = load_model(m["source"], m.get("weights"), inputs)
-    notes = []
+    inputs = m.get("input_specs") or ([_input_text(t) for t in m["inputs"]] if m.get("kind") == "onnx" else None)
+    weights = str(bundle / "distill" / "student.pt") if m.get("distillation") else m.get("weights")
+    try:
+        src = load_model(m["source"], weights, inputs)
+    except ModelSourceError as e:
+        raise ModelSourceError(f"debug runs the model this bundle was compiled from, {m['source']}"
+                               + (f" with {weights}" if weights else "") + f", and cannot load it here: {e.message}",
+                               hint="run debug where that model is (a model compiled from memory with "
+                                    "edgekit.compile was a temporary .pt2: compile from a file to debug later)") from e
     if src.sha256 != m.get("sha256"):
-        notes.append(f"the source {m['source']} changed since the compile (sha256 {src.sha256[:12]} vs "
-                     f"{str(m.get('sha256'))[:12]}): layers are compared with the model as it is now")
-    return src, notes
+        raise ModelSourceError(f"{m['source']} is not the model this bundle was compiled from (sha256 "
+                               f"{src.sha256[:12]}, compiled {str(m.get('sha256'))[:12]}): layers compared with "
+                               "another model name nothing", hint="debug with the source as it was compiled")
+    if src.kind == "torch" and m.get("dynamic") and not inputs:
+        src.dynamic = [DynamicDim.from_dict(d) for d in m["dynamic"]]
+    return src, []
 
 
 def _folded_batch_norms(layers: list[dict], by_name: dict, got: dict, fused: dict) -> None:

@@ -21,10 +21,10 @@ RUNTIME_MODULES = ["onnxruntime", "torchscript_lite", "litert", "executorch", "t
 
 def all_runners() -> dict[str, type[Runner]]:
     """runtime name -> Runner class: the built-in ones, then plug-ins (EDGEKIT_PLUGINS)."""
-    from ..plugins import exported
+    from ..plugins import exported, merged
 
     found = [importlib.import_module(f"{__name__}.{m}").RUNNER for m in RUNTIME_MODULES]
-    return {cls.runtime: cls for cls in [*found, *exported("RUNNER", "RUNNERS")]}
+    return merged({cls.runtime: cls for cls in found}, exported("RUNNER", "RUNNERS"), lambda c: c.runtime, "runtime")
 
 
 def runner_class(name: str) -> type[Runner]:
