@@ -7,33 +7,20 @@ exposed, ORT cannot fuse across them (a QDQ pair into QLinearConv), so an INT8 l
 float one between its Q/DQ nodes, the same numbers the fused kernel rounds to."""
 from __future__ import annotations
 
-import numpy as np
 
 
 NAMES = "onnx"  # values are named after the ONNX export's (decomposed) graph (edgekit.debug.source)
 PRECISIONS = ("fp32", "fp16", "int8")  # the artifacts whose layers it reads
 
+
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32", room_bytes: int = 0):
-    import onnx
-    import onnxruntime as ort
+    from .source import run_exposed, typed_model
 
-    from .source import expose
-
-    model = onnx.load(str(path))
-    try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - contrib ops ORT knows and onnx does not: types of the rest still come
-        pass
+    model = typed_model(path)
     produced = {o for node in model.graph.node for o in node.output}
     names = [n for n in wanted if n in produced]
-    expose(model, names)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as the artifact runs
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds = {i.name: sample[i.name] for i in sess.get_inputs()}
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-    arrays = {n: np.asarray(got[n]) for n in names if n in got and np.asarray(got[n]).dtype.kind == "f"}
+    arrays = run_exposed(model, names, sample, optimize=True)  # as the artifact runs
     missing = len(names) - len(arrays)
     notes = [f"{len(arrays)} of {len(wanted)} source layers are values of the ONNX graph (by name)"]
     if missing:

@@ -73,17 +73,10 @@ def _module(node) -> str:
 
 
 def _onnx_layers(onnx_path, sample: dict):
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(onnx_path))
-    try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - contrib ops onnx does not know: the values with types still count
-        pass
-    typed = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     from ..graphops import user_frame
 
+    model = typed_model(onnx_path)
+    typed = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     users: dict[str, list[str]] = {}  # value -> the values its consumers make (their first output)
     for node in model.graph.node:
         for i in node.input:
@@ -97,15 +90,34 @@ def _onnx_layers(onnx_path, sample: dict):
                 layers.append({"name": out, "op": _onnx_op(meta, node), "module": _onnx_module(meta),
                                "users": users.get(out, []),
                                "source": user_frame(meta.get("pkg.torch.onnx.stack_trace"))})
+    arrays = {n: a.astype(np.float32) for n, a in run_exposed(model, names, sample, optimize=False).items()}
+    return [lay for lay in layers if lay["name"] in arrays], arrays
+
+
+def typed_model(path):
+    """An ONNX model with its values' types inferred (what exposing them as outputs needs)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - contrib ops (com.microsoft) onnx does not know: the rest keep their types
+        return model
+
+
+def run_exposed(model, names: list[str], sample: dict, optimize: bool) -> dict[str, np.ndarray]:
+    """Run an onnx ModelProto on ONNX Runtime with these values exposed; their floating-point values.
+    optimize: as an artifact runs (ORT_ENABLE_ALL), else the graph as given."""
+    import onnxruntime as ort
+
     expose(model, names)
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the model as given
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds = {i.name: sample[i.name] for i in sess.get_inputs()}
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-    arrays = {n: np.asarray(got[n], np.float32) for n in names
-              if n in got and np.asarray(got[n]).dtype.kind == "f"}
-    return [lay for lay in layers if lay["name"] in arrays], arrays
+    return {n: np.asarray(got[n]) for n in names if n in got and np.asarray(got[n]).dtype.kind == "f"}
 
 
 def _onnx_module(meta: dict) -> str:
