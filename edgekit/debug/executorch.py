@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-
 NAMES = "fx"  # debug handles map to torch.export nodes (edgekit.debug.source)
 PRECISIONS = ("fp32",)  # the artifacts whose layers it reads
+
 
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32", room_bytes: int = 0):
@@ -122,5 +122,6 @@ def _run_with_etdump(twin: Path, etrecord: Path, sample: dict, wanted: list[str]
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(np.linalg.norm(a - b) / (np.linalg.norm(a) or 1.0)) if a.size == b.size else float("inf")
+    from .compare import metrics
+
+    return metrics(a, b.reshape(a.shape))["rel_err"] if a.size == b.size else float("inf")

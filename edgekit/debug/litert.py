@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-
 NAMES = "fx"  # tensor names carry torch.export node names (edgekit.debug.source)
 PRECISIONS = ("fp32", "fp16", "int8")  # the artifacts whose layers it reads
+
 
 def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, io: tuple, src=None,
                 precision: str = "fp32", room_bytes: int = 0):
@@ -37,12 +37,13 @@ def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, i
         kind = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
         for t in op.OutputsAsNumpy():
             produced[int(t)] = (i, kind, int(op.Inputs(0)) if op.InputsLength() else -1)
-    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+    details = it.get_tensor_details()
+    names = {d["index"]: d["name"] for d in details}
     order = {n: k for k, n in enumerate(wanted)}
     best: dict[str, tuple[int, np.ndarray]] = {}
     together: dict[str, set] = {}  # node -> the other nodes named in its tensors
     named = 0
-    for d in it.get_tensor_details():
+    for d in details:
         if d["index"] not in produced:
             continue
         nodes = _nodes(d["name"])
@@ -71,6 +72,7 @@ def read_layers(path, sample: dict, wanted: list[str], *, layout: dict | None, i
 def _nodes(tensor_name: str) -> list[str]:
     """The torch.export node names in a tensor's name (`fx:NODE|<module path>` parts joined by ';')."""
     return [p[3:].split("|", 1)[0] for p in tensor_name.split(";") if p.startswith("fx:")]
+
 
 def _real(v: np.ndarray, d: dict) -> np.ndarray:
     """A tensor's real values: an int8/uint8/int16 one dequantized with its per-tensor scale."""

@@ -7,8 +7,6 @@ exposed, ORT cannot fuse across them (a QDQ pair into QLinearConv), so an INT8 l
 float one between its Q/DQ nodes, the same numbers the fused kernel rounds to."""
 from __future__ import annotations
 
-
-
 NAMES = "onnx"  # values are named after the ONNX export's (decomposed) graph (edgekit.debug.source)
 PRECISIONS = ("fp32", "fp16", "int8")  # the artifacts whose layers it reads
 

@@ -87,7 +87,9 @@ def on_failed_verification(work, runtime: str, path: Path, precision: str, layou
     if runtime not in READERS or not samples \
             or precision not in importlib.import_module(READERS[runtime]).PRECISIONS:
         return None
-    cos = [min(_cosine(r[k], g[k]) for k in r if k in g) for r, g in zip(refs, got)]  # the worst output of each
+    from .compare import metrics
+
+    cos = [min(metrics(r[k], g[k])["cosine"] for k in r if k in g) for r, g in zip(refs, got)]  # worst output of each
     sample_path = work.dir / f"debug-{Path(path).stem}.npz"
     save_samples(sample_path, [samples[int(np.argmin(cos))]])
     try:
@@ -120,12 +122,6 @@ def trace_work(workdir: str, point: dict | None, runtime: str, path: str, precis
     io = tuple([TensorSpec.from_dict(t) for t in work.info[k]] for k in ("inputs", "outputs"))
     found = trace_loaded(src, load_samples(Path(sample_path))[0][0], runtime, Path(path), precision, layout, io)
     return {"line": found["line"], "first": found["first"] is not None}
-
-
-def _cosine(a, b) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    n = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / n) if n else 0.0
 
 
 def _source(bundle: Path, manifest) -> tuple:
@@ -190,15 +186,15 @@ def _input(bundle: Path, manifest, art, src, input_path: str | None) -> tuple[di
 
 
 def _bucket_file(folder: Path, sample: dict) -> Path:
-    """The shape bucket of a bucketed artifact that takes this sample's shapes as they are."""
-    import json
-
+    """The shape bucket of a bucketed artifact that takes this sample's shapes as they are (buckets.json
+    read and checked as BucketRunner reads it; debug does not pad)."""
     from ..errors import InputError
+    from ..runtimes.buckets import BucketRunner
 
-    info = json.loads((folder / "buckets.json").read_text())
-    shapes = {k: list(np.shape(v)) for k, v in sample.items()}
-    for b in info["buckets"]:
+    buckets = BucketRunner(folder, None).buckets
+    shapes = {k: tuple(np.shape(v)) for k, v in sample.items()}
+    for b in buckets:
         if all(b["shapes"].get(k) == s for k, s in shapes.items()):
             return folder / b["file"]
     raise InputError(f"{folder.name} is one static artifact per shape bucket and none takes {shapes}; "
-                     f"give --input at one of: {[b['label'] for b in info['buckets']]}")
+                     f"give --input at one of: {[b['label'] for b in buckets]}")

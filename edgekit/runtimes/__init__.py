@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UsageError, did_you_mean
-from .base import Runner
+from .base import Closing, Runner
 
 # Modules of this package that define RUNNER. TF.js runs in Node (tfjs) and in a page of headless
 # Chromium (chromium: runtime "tfjs-chromium").
@@ -47,7 +47,7 @@ def open_runner(runtime: str, path, threads=None, inputs=None, outputs=None, lay
     return ChannelLastInputs(r, layout) if layout else r
 
 
-class ChannelLastInputs:
+class ChannelLastInputs(Closing):
     """Wraps a runner whose artifact takes some 4-D inputs as NHWC; feeds stay NCHW (the model's)."""
 
     def __init__(self, runner: Runner, layout: dict):
@@ -70,12 +70,6 @@ class ChannelLastInputs:
 
     def close(self) -> None:
         self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def toolchain_of(name: str) -> str:

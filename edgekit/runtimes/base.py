@@ -31,7 +31,20 @@ def profile_summary(events: list[tuple[str, str, float]], runs: int, source: str
     return {"source": source, "runs": runs, "ops_ms_per_run": total_ms, "ops": ops, "top_nodes": nodes}
 
 
-class Runner:
+class Closing:
+    """`with` support for anything with close(): runners and the wrappers around them."""
+
+    def close(self) -> None:
+        """Release what the runtime holds (a Node process, a browser, GPU buffers); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Runner(Closing):
     """Load one artifact file; run it on a dict of numpy arrays; return a dict of numpy arrays."""
 
     runtime = ""  # key in RUNTIMES
@@ -70,15 +83,6 @@ class Runner:
     def artifact_io(self) -> dict | None:
         """The artifact file's own tensors when they differ from the model's (e.g. quantized I/O)."""
         return None
-
-    def close(self) -> None:
-        """Release what the runtime holds (a Node process, a browser, GPU buffers); idempotent."""
-
-    def __enter__(self) -> "Runner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     @classmethod
     def version(cls) -> str | None:

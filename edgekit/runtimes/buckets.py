@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import BundleError, InputError
 from ..manifest import check_relpath
+from .base import Closing
 
 BUCKETS_FILE = "buckets.json"  # the same name edgekit.steps.build_buckets writes
 
@@ -22,7 +23,7 @@ def is_bucketed(path) -> bool:
     return Path(path).is_dir() and (Path(path) / BUCKETS_FILE).is_file()
 
 
-class BucketRunner:
+class BucketRunner(Closing):
     """Dispatches each call to the bucket with its shapes; opens a bucket's runner on first use."""
 
     def __init__(self, path, open_one):
@@ -109,12 +110,6 @@ class BucketRunner:
         for r in self._runners.values():
             r.close()
         self._runners.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __getattr__(self, name):  # inputs, outputs, version...: the opt-shape bucket's
         if name.startswith("_") or name in ("path", "buckets", "pad"):
