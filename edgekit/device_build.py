@@ -68,6 +68,7 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
                          hint="`python -m edgekit verify BUNDLE` re-checks the verified ones here")
     logs = bundle / "logs"
     rows = []
+    where, device = _where_here()
     for a in pending:
         runs_on = a.converter.get("runs_on") or {}
         if not runs_here(runs_on):
@@ -83,12 +84,12 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
             res = run_step(f"device-verify-{a.id}", "edgekit.device_build:selftest_artifact",
                            {"bundle": str(bundle), "artifact": a.to_dict()}, logs)
         except EdgekitError as e:
-            a.verification = Verification(status="failed", where="device", reason=e.message,
+            a.verification = Verification(status="failed", where=where, reason=e.message, device=device,
                                           tolerance=a.verification.tolerance, failures=[e.message])
             rows.append([a.id, "failed", e.message])
             continue
         fails = res["failures"]
-        a.verification = Verification(status="failed" if fails else "passed", where="device",
+        a.verification = Verification(status="failed" if fails else "passed", where=where, device=device,
                                       reason="; ".join(fails), samples=manifest.selftest["samples"],
                                       metrics=res["metrics"], tolerance=a.verification.tolerance, failures=fails)
         cos = min((m["cosine"] for m in res["metrics"].values()), default=float("nan"))
@@ -100,17 +101,31 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
         raise UsageError(f"nothing in {bundle} can be built or run on this machine ({platform.machine()}): "
                          + "; ".join(f"{r[0]}: {r[2]}" for r in rows),
                          hint=f"run this on the device: {manifest.target['device']}")
-    _rerank(manifest, get_profile(manifest.target["name"]))
+    _rerank(manifest, get_profile(manifest.target["name"]), where, device)
     write_atomically(bundle / MANIFEST, manifest_json(manifest))
     return manifest, rows
 
 
-def _rerank(manifest: Manifest, profile) -> None:
-    """Roles after the device spoke: verified artifacts in the profile's preference order."""
+def _where_here() -> tuple[str, str]:
+    """("device", its CPU) on a real device; ("aarch64-emulated", "cortex-a76 (QEMU ...)") on edgekit's
+    emulated one: real Arm kernels, an emulated CPU."""
+    from .envinfo import cpu_info, emulation
+
+    emu = emulation()
+    if emu:
+        return emu["kind"], f"{emu['cpu']} ({emu['emulator']})"
+    return "device", cpu_info()["model"]
+
+
+def _rerank(manifest: Manifest, profile, where: str, device: str) -> None:
+    """Roles after the device spoke: verified artifacts in the profile's preference order. An emulated
+    device's verification counts (the artifact ran on its runtime's Arm kernels), but it is recorded as
+    what it was, not as the target device."""
     order = [c.id for c in profile.candidates]
     verified = assign_roles(manifest.artifacts, {a.id: (order.index(a.id) if a.id in order else len(order))
                                                  for a in manifest.artifacts})
     choice = manifest.target["primary_choice"]
     choice["on_device"] = [a.id for a in manifest.artifacts if a.role == "on-device"]
     choice["degraded"] = degraded(verified, choice["preferred"], choice["on_device"])
-    choice["built_on_device"] = True
+    choice["built_on_device"] = where == "device"
+    choice["built_on"] = f"{where}: {device}"

@@ -164,7 +164,7 @@ class TensorSpec:
 @dataclass
 class Verification:
     status: str  # "passed" | "failed" | "not-run"
-    where: str  # "host-runtime" (this machine, the artifact's real runtime) | "device" | ""
+    where: str  # "host-runtime" (this machine, the artifact's real runtime) | "device" | "aarch64-emulated" | ""
     reason: str = ""  # why failed / not run
     samples: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)  # per output name
@@ -178,6 +178,8 @@ class Verification:
     # A model with dynamic dims: [{"point": {dim: size}, "label", "samples", "status", "metrics"}] of
     # the artifact at each other verification shape (the main metrics are at the opt shape).
     shapes: list[dict[str, Any]] | None = None
+    # What ran it when not this host: the device's CPU, e.g. "cortex-a76 (QEMU user mode 7.2.22)".
+    device: str = ""
 
 
 @dataclass

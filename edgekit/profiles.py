@@ -71,6 +71,10 @@ class TargetProfile:
     # The target's CPU architecture (platform.machine()), when the profile names one: a host of
     # another architecture is never the device, so its timings are host timings.
     device_arch: str | None = None
+    # The QEMU CPU model closest to the device's Arm CPU (edgekit.emulated.CPUS): what
+    # `edgekit device start arm64 --target NAME` emulates, and what a bundle verified on an emulated
+    # device is compared with (dot product or not decides which INT8 kernels run).
+    emulated_cpu: str | None = None
     tolerances: dict = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     # The install set its host toolchains come from: a pip extra of pyproject.toml and an argument of
     # scripts/setup-env.sh (cpu, mobile, tvm, web). `./ek compile --target T` installs it on first use.

@@ -57,6 +57,7 @@ class Device:
     user: str | None = None
     port: int | None = None
     key: str | None = None
+    known_hosts: str | None = None  # this device's own known_hosts file (an emulated device prints one)
 
     @property
     def url(self) -> str:
@@ -69,8 +70,8 @@ class Device:
 
 
 def parse_device(url: str) -> Device:
-    """`ssh://user@host[:port][?key=/path/to/key]` -> Device; anything else raises UsageError."""
-    form = "expected ssh://user@host[:port] (optionally ?key=/path/to/private_key)"
+    """`ssh://user@host[:port][?key=/path/to/key][&known_hosts=/path]` -> Device; anything else raises UsageError."""
+    form = "expected ssh://user@host[:port] (optionally ?key=/path/to/private_key&known_hosts=/path/to/file)"
     u = urllib.parse.urlsplit(url.strip())
     if u.scheme != "ssh" or not u.hostname:
         raise UsageError(f"bad device {url!r}: {form}")
@@ -87,9 +88,11 @@ def parse_device(url: str) -> Device:
         if part is not None and (not _SAFE.match(part) or part.startswith("-")):
             raise UsageError(f"bad device {url!r}: {part!r} is not a valid user or host name")
     query = urllib.parse.parse_qs(u.query, keep_blank_values=True)
-    if set(query) - {"key"} or any(len(v) != 1 or not v[0] for v in query.values()):
-        raise UsageError(f"bad device {url!r}: the only query parameter is key=/path/to/private_key")
-    return Device(u.hostname, user, port, query["key"][0] if "key" in query else None)
+    if set(query) - {"key", "known_hosts"} or any(len(v) != 1 or not v[0] for v in query.values()):
+        raise UsageError(f"bad device {url!r}: the only query parameters are key=/path/to/private_key and "
+                         "known_hosts=/path/to/file")
+    return Device(u.hostname, user, port, query["key"][0] if "key" in query else None,
+                  query["known_hosts"][0] if "known_hosts" in query else None)
 
 
 def device_warnings(device: dict) -> list[str]:
@@ -131,6 +134,15 @@ def _pack(bundle_dir: Path, out: Path) -> None:
     pkg = Path(__file__).resolve().parent
     files.update({f"pkg/edgekit/{p.relative_to(pkg)}": p for p in sorted(pkg.rglob("*.py"))
                   if "__pycache__" not in p.parts})
+    # the target profiles and converters live beside the package (pyproject's package-dir): `build` on the
+    # device re-ranks by the profile and may build a deferred step (a TensorRT engine)
+    import edgekit.converters
+    import edgekit.targets
+
+    for sub in (edgekit.targets, edgekit.converters):
+        d = Path(sub.__file__).resolve().parent
+        files.update({f"pkg/edgekit/{sub.__name__.split('.')[-1]}/{p.relative_to(d)}": p for p in sorted(d.rglob("*.py"))
+                      if "__pycache__" not in p.parts})
     sums = {name: sha256_file(p) for name, p in files.items()}
     (out.parent / SUMS).write_text(json.dumps(sums))
     files[SUMS] = out.parent / SUMS
@@ -173,8 +185,8 @@ def _ssh(dev: Device, identity, connect_timeout_s, known_hosts, ssh_options) -> 
         cmd += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
     if dev.port:
         cmd += ["-p", str(dev.port)]
-    if known_hosts:
-        cmd += ["-o", f"UserKnownHostsFile={known_hosts}"]
+    if known_hosts or dev.known_hosts:
+        cmd += ["-o", f"UserKnownHostsFile={known_hosts or dev.known_hosts}"]
     return cmd + ["--", dev.destination]
 
 
@@ -289,16 +301,45 @@ def remote_bench(device_url: str, bundle_dir, artifact_id: str | None = None, th
                            connect_timeout_s, known_hosts, ssh_options)
     device["url"] = parse_device(device_url).url
     device["session_s"] = round(time.perf_counter() - t0, 2)
-    return {**result, "measured_on": f"device {device['url']}", "device": device, "warnings": device_warnings(device)}
+    warnings = device_warnings(device)
+    if device.get("emulated"):
+        warnings.insert(0, f"{measured_on(device)}: these latencies are QEMU's emulation speed and rank nothing on "
+                           "any real device; use this device for numerics (verify), not timings")
+    return {**result, "measured_on": measured_on(device), "device": device, "warnings": warnings}
+
+
+def where_of(device: dict) -> str:
+    """A result's `where`: "aarch64-emulated" (edgekit's QEMU device: real Arm kernels, emulated CPU) or "device"."""
+    return (device.get("emulated") or {}).get("kind", "aarch64-emulated") if device.get("emulated") else "device"
+
+
+def measured_on(device: dict) -> str:
+    """"device ssh://pi@host" or "aarch64-emulated cortex-a76 (QEMU user mode 7.2) via ssh://...": what ran it."""
+    emu = device.get("emulated")
+    if emu:
+        return f"{where_of(device)} {emu['cpu']} ({emu['emulator']}) via {device['url']}"
+    return f"device {device['url']}"
 
 
 def remote_verify(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float = 300.0, *,
                   device_python: str = "python3", remote_root: str | None = None, connect_timeout_s: float = 10.0,
                   known_hosts: str | None = None, ssh_options: tuple[str, ...] = ()) -> list[dict]:
-    """Each usable artifact's self-test on the device: [{artifact, runtime, precision, status (passed/failed/
-    skipped: its runtime is not on the device; then "skipped" says why), metrics,
-    failures, measured_on}]. The bundle's sha256 check on the device passed if this returns."""
-    result, device = _call(device_url, bundle_dir, {"op": "verify"}, identity, timeout_s, device_python, remote_root,
-                           connect_timeout_s, known_hosts, ssh_options)
-    where = f"device {parse_device(device_url).url}"
-    return [{**r, "measured_on": where} for r in result]
+    """Each usable artifact's self-test on the device, and each on-device one this device can run (a TVM
+    aarch64 module on an aarch64 device): [{artifact, runtime, precision, role, status (passed/failed/
+    skipped: its runtime is not on the device; then "skipped" says why), metrics, failures, outputs (the
+    device's raw outputs, edgekit.parity), measured_on, where ("device" | "aarch64-emulated"), device}].
+    The bundle's sha256 check on the device passed if this returns."""
+    result, device = _call(device_url, bundle_dir, {"op": "verify", "outputs": True}, identity, timeout_s,
+                           device_python, remote_root, connect_timeout_s, known_hosts, ssh_options)
+    device["url"] = parse_device(device_url).url
+    return [{**r, "measured_on": measured_on(device), "where": where_of(device), "device": device} for r in result]
+
+
+def remote_build(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float = 900.0, *,
+                 device_python: str = "python3", known_hosts: str | None = None) -> tuple[str, list, dict]:
+    """`edgekit build` on the device, on a copy of the bundle: (the device's new manifest.json text, its
+    result rows, the device record). The caller decides whether to take the manifest."""
+    result, device = _call(device_url, bundle_dir, {"op": "build"}, identity, timeout_s, device_python, None,
+                           10.0, known_hosts, ())
+    device["url"] = parse_device(device_url).url
+    return result["manifest"], result["rows"], device

@@ -1,6 +1,6 @@
 """Device side of edgekit.remote: runs ON the device, with the device's Python, from a fresh copy.
 
-    python -m edgekit.remote_runner ARGS      # ARGS: base64 of {"op": "bench"|"verify", "bundle": DIR, ...}
+    python -m edgekit.remote_runner ARGS      # ARGS: base64 of {"op": "bench"|"verify"|"build", "bundle": DIR, ...}
 
 Prints exactly one line `EDGEKIT-RESULT <json>` on stdout: {"ok": result, "device": {...}} or
 {"error": {"type", "message", "hint", "package"}, "stage": ...}. Only the standard library is
@@ -46,13 +46,13 @@ def snapshot() -> dict:
 
 
 def device_info() -> dict:
-    from edgekit.envinfo import cpu_info  # stdlib only
+    from edgekit.envinfo import cpu_info, emulation  # stdlib only
 
     cpu = cpu_info()
     govs = sorted({g for g in (_read(p) for p in glob.glob("/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"))
                    if g})
     return {"cpu_model": cpu["model"], "arch": cpu["arch"], "logical_cpus": cpu["logical_cpus"],
-            "governor": cpu["governor"], "governors": govs, "hostname": platform.node(),
+            "governor": cpu["governor"], "governors": govs, "cpu_flags": cpu["flags"], "emulated": emulation(), "hostname": platform.node(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "python_executable": sys.executable, "edgekit_path": os.path.dirname(os.path.abspath(__file__))}
 
@@ -83,6 +83,13 @@ def _run(args: dict, stage: list) -> object:
 
     stage[0] = "integrity"
     manifest = open_bundle(args["bundle"])  # every file's size and sha256 against the manifest
+    if args["op"] == "build":  # `edgekit build` here, on this copy; the new manifest goes back to the host
+        stage[0] = "run"
+        from edgekit.bundle import manifest_json
+        from edgekit.device_build import build
+
+        built, rows = build(args["bundle"])
+        return {"manifest": manifest_json(built), "rows": rows}
     usable = manifest.usable()
     stage[0] = "toolchains"
     if args["op"] == "bench":
@@ -100,19 +107,28 @@ def _run(args: dict, stage: list) -> object:
     if usable and (e := _runtime_missing(usable[0].runtime)):  # the primary must be checkable
         raise e
     stage[0] = "run"
+    from edgekit.offhost import runs_here
     from edgekit.selftest import check_artifact
 
+    # artifacts waiting for this kind of machine (a TVM aarch64 module) are run too: verify reads, never writes
+    waiting = [a for a in manifest.artifacts if a.role == "on-device" and runs_here(a.converter.get("runs_on") or {})
+               and not (a.converter.get("deferred") and not a.converter["deferred"].get("done"))]
     out = []
-    for a in usable:
-        row = {"artifact": a.id, "runtime": a.runtime, "precision": a.precision}
+    for a in usable + waiting:
+        row = {"artifact": a.id, "runtime": a.runtime, "precision": a.precision, "role": a.role}
         if e := _runtime_missing(a.runtime):  # a fallback's runtime may be absent: say so, check the rest
             out.append({**row, "status": "skipped", "metrics": {}, "failures": [],
                         "skipped": f"{e.message} ({e.hint})"})
             continue
+        kept: list = []
         try:
-            metrics, fails = check_artifact(args["bundle"], manifest, a)
+            metrics, fails = check_artifact(args["bundle"], manifest, a, keep=kept)
         except EdgekitError as e:  # one artifact that cannot load must not hide the others' results
             metrics, fails = {}, [f"could not run: {e.message}"]
+        if args.get("outputs") and kept:  # for the host's Arm-vs-x86 comparison (edgekit.parity)
+            from edgekit.parity import encode
+
+            row["outputs"] = encode(kept)
         out.append({**row, "status": "failed" if fails else "passed", "metrics": metrics, "failures": fails})
     return out
 

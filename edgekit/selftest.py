@@ -28,18 +28,19 @@ def selftest_feeds(bundle_dir, manifest: Manifest, artifact: Artifact | None = N
     return inputs, refs
 
 
-def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
+def check_artifact(bundle_dir, manifest: Manifest, artifact: Artifact, keep: list | None = None) -> tuple[dict, list[str]]:
     """Run the artifact on this machine's runtime over the self-test vectors; return (metrics, failures)
-    judged with the tolerance the artifact was verified against."""
+    judged with the tolerance the artifact was verified against. `keep`: a list that receives the
+    artifact's outputs, one {name: array} per vector (to compare two machines' kernels)."""
     from .runtimes import open_runner
 
     # callers opened the bundle, so its hashes are checked, and pass the artifacts they may use
     with open_runner(artifact.runtime, Path(bundle_dir) / artifact.path, None, artifact.inputs, artifact.outputs,
                      artifact.input_layout) as runner:
-        return check_runner(runner, bundle_dir, manifest, artifact)
+        return check_runner(runner, bundle_dir, manifest, artifact, keep)
 
 
-def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> tuple[dict, list[str]]:
+def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact, keep: list | None = None) -> tuple[dict, list[str]]:
     """The self-test of an already loaded runner: (metrics per output, failures against its tolerance)."""
     from .profiles import Tolerance
     from .verify import judge, per_output
@@ -52,6 +53,8 @@ def check_runner(runner, bundle_dir, manifest: Manifest, artifact: Artifact) -> 
     except Exception as e:  # the artifact throws on its own self-test: a failed check, not a crash
         return {}, [f"raised on the self-test vectors: {type(e).__name__}: "
                     f"{(str(e).strip().splitlines() or [''])[0][:200]}"]
+    if keep is not None:
+        keep.extend(got)
     classifier = manifest.model.get("task") == "classification"
     metrics = per_output(refs, got, [o.name for o in artifact.outputs], classifier)
     return metrics, judge(metrics, Tolerance(**artifact.verification.tolerance))

@@ -26,7 +26,8 @@ def verification_cell(v) -> str:
         return v.status
     m = next(iter(v.metrics.values()), {})
     # not-run with metrics: the prepared graph was checked on another runtime (e.g. TensorRT's ONNX on ORT)
-    parts = ["not-run (graph checked: " if v.status == "not-run" else v.status, f"cos {m.get('cosine', float('nan')):.6f}"]
+    status = v.status + (f" on {v.where}" if v.status != "not-run" and v.where not in ("host-runtime", "") else "")
+    parts = ["not-run (graph checked: " if v.status == "not-run" else status, f"cos {m.get('cosine', float('nan')):.6f}"]
     if "top1_agreement" in m:
         parts.append(f"top1 {100 * m['top1_agreement']:.1f}%")
     return (", ".join(parts).replace(": , ", ": ") + (")" if v.status == "not-run" else "")

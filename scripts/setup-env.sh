@@ -6,7 +6,8 @@
 #   scripts/setup-env.sh mobile     # + LiteRT and ExecuTorch (android, rpi targets)
 #   scripts/setup-env.sh tvm        # cpu + Apache TVM, the aarch64 cross linker, nvcc (jetson, cpu-tvm targets)
 #   scripts/setup-env.sh web        # cpu + the TF.js converter venv (.venv-tfjs), npm ci, Chromium (browser target)
-#   scripts/setup-env.sh dev        # + test tools (a superset of mobile, tvm and web)
+#   scripts/setup-env.sh arm64      # cpu + QEMU user mode and debootstrap (`edgekit device start arm64`)
+#   scripts/setup-env.sh dev        # + test tools (a superset of mobile, tvm, web and arm64)
 #
 # Apache TVM is installed in a second step with --no-deps (scripts/pip-nodeps-tvm.txt): its
 # apache-tvm-ffi needs typing-extensions >= 4.13, while litert-torch's xdsl==0.28 declares < 4.13.
@@ -37,7 +38,7 @@ stamp_ok() {
 if [ -x "$venv/bin/python" ]; then
   stamp_ok "$extras" && exit 0
   # dev includes everything mobile and tvm need; each of those everything cpu needs
-  case "$extras" in cpu|mobile|tvm|web) stamp_ok dev && exit 0 ;; esac
+  case "$extras" in cpu|mobile|tvm|web|arm64) stamp_ok dev && exit 0 ;; esac
   [ "$extras" = cpu ] && { stamp_ok mobile || stamp_ok tvm || stamp_ok web; } && exit 0
 fi
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 TARGETS = Path(__file__).resolve().parents[1] / "targets"
 # Commands and devices that are not targets but need a set: package embeds mobile runtimes,
-# build runs deferred steps (TVM, TensorRT), a chromium device runs TF.js in a browser.
-OTHERS = {"package": "mobile", "build": "tvm", "chromium": "web"}
+# build runs deferred steps (TVM, TensorRT), a chromium device runs TF.js in a browser, the
+# `device` command starts an emulated arm64 device (QEMU, debootstrap).
+OTHERS = {"package": "mobile", "build": "tvm", "chromium": "web", "device": "arm64"}
 
 
 def target_sets() -> dict[str, str]:

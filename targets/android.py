@@ -23,6 +23,8 @@ PROFILE = TargetProfile(
         Candidate(converter="executorch", runtime="executorch", precision="fp16", on_request=True),
     ),
     device_arch="aarch64",
+    # emulated device (edgekit device start arm64 --target android): a typical phone's big core: Cortex-A76-class, NEON + dot product
+    emulated_cpu="cortex-a76",
     min_delegated_flops_share=0.9,
     setup="mobile",
 )

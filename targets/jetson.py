@@ -23,5 +23,7 @@ PROFILE = TargetProfile(
                   options={"fuse": False}),
     ),
     device_arch="aarch64",
+    # emulated device (edgekit device start arm64 --target jetson): the Orin's Cortex-A78AE: QEMU 7.2 has no A78; the A76 has its ISA features (v8.2, dot product, FP16, no SVE/I8MM)
+    emulated_cpu="cortex-a76",
     setup="tvm",
 )

@@ -19,6 +19,8 @@ PROFILE = TargetProfile(
         Candidate(converter="litert", runtime="litert", precision="fp16", on_request=True),
     ),
     device_arch="aarch64",
+    # emulated device (edgekit device start arm64 --target rpi): Raspberry Pi 4's Cortex-A72: no dot product, the slower INT8 kernels (a Pi 5 is cortex-a76)
+    emulated_cpu="cortex-a72",
     min_delegated_flops_share=0.9,
     setup="mobile",
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 COMMAND_MODULES = ["compile", "check", "report", "bench", "gate", "verify", "debug", "history", "sweep", "explain", "distill",
-                   "build", "package", "keygen", "sign", "targets", "doctor"]
+                   "build", "device", "package", "keygen", "sign", "targets", "doctor"]
 
 
 def command_module(name: str):

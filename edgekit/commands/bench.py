@@ -117,6 +117,11 @@ def run(args) -> int:
         for r in results:
             for w in r.get("warnings", []):
                 print(f"edgekit: warning: {w}", file=sys.stderr)
+        if args.choose_primary and any(r["device"].get("emulated") for r in results):
+            raise UsageError(f"--choose-primary needs the device's real timings; {results[0]['measured_on']} is an "
+                             "emulated CPU, whose latencies rank nothing; the bundle is unchanged",
+                             hint="run it on the real device, or use the emulated one for numerics: "
+                                  f"edgekit verify {bundle} --device {args.device}")
     else:
         results = bench_all(bundle, ids, args.threads, **options_from(args))
     if args.choose_primary:

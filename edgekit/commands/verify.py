@@ -68,6 +68,73 @@ def _verify_in_chromium(bundle: Path, manifest, args) -> int:
     return _verify_done(args, manifest, rows, bad, f"{bundle} in headless Chromium ({agent[0]})", "headless Chromium")
 
 
+def _parity_cell(p: dict | None) -> str:
+    """The device's outputs against this host's run of the same artifact, in a few words."""
+    if p is None:
+        return "-"
+    if "skipped" in p or "error" in p:
+        return p.get("skipped") or p["error"]
+    if p["differing_values"] == 0:
+        words = "bit-exact"
+    else:
+        words = f"max |diff| {p['max_abs_diff']:.2e}, {p['differing_values']}/{p['values']} values differ"
+    if "top1_agree" in p:
+        words += f"; top-1 {p['top1_agree']}/{p['vectors']}"
+    return words
+
+
+def _verify_on_device(bundle: Path, manifest, args) -> int:
+    """`verify --device ssh://...`: each artifact's self-test on the device, and its outputs against this
+    host's run of the same artifact (Arm kernels vs x86 kernels, when the host has the runtime)."""
+    from ..parity import versus_host
+    from ..remote import remote_verify
+
+    results = remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
+                            known_hosts=args.known_hosts)
+    device = results[0]["device"] if results else {}
+    by_id = {a.id: a for a in manifest.artifacts}
+    rows, bad = [], []
+    for r in results:
+        m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
+        r["vs_host"] = versus_host(bundle, manifest, by_id[r["artifact"]], r.pop("outputs", None))
+        rows.append([r["artifact"] + (" (on-device)" if r.get("role") == "on-device" else ""), r["status"],
+                     f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}", _parity_cell(r["vs_host"]),
+                     "; ".join(r.get("failures") or []) or r.get("skipped", "")])
+        bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
+    where = results[0]["measured_on"] if results else f"device {args.device}"
+    title = f"{bundle} on {where}: sha256 of every file OK on the device"
+    emu = device.get("emulated")
+    if emu:
+        title += ("\nnumerics on the runtimes' Arm kernels under an emulated CPU (never device timings); "
+                  f"CPU features the guest saw: {', '.join(device.get('cpu_flags') or []) or 'NEON only'}")
+        want = _profile_cpu(manifest)
+        if want and want != emu["cpu"]:
+            print(f"[edgekit] note: {manifest.target.get('name')} devices have a {want}-class CPU; this device "
+                  f"emulates {emu['cpu']}, so other kernels (dot product or not) may run than on the real one: "
+                  f"python -m edgekit device start arm64 --target {manifest.target.get('name')}", file=sys.stderr)
+    print(render(["artifact", "self-test", "cosine", "max abs err", "vs this host (same artifact)", "failures"],
+                 rows, title))
+    record(args, "verify", [{"artifact": r["artifact"], "status": r["status"], "failures": "; ".join(r.get("failures") or []),
+                             "measured_on": r["measured_on"], "where": r["where"],
+                             "cosine": next(iter((r.get("metrics") or {}).values()), {}).get("cosine"),
+                             "vs_host": r["vs_host"]} for r in results], manifest)
+    if bad:
+        from ..errors import VerificationFailed
+
+        raise VerificationFailed(f"self-test failed ({where}): " + "; ".join(bad))
+    return 0
+
+
+def _profile_cpu(manifest) -> str | None:
+    from ..errors import UsageError
+    from ..targets import get_profile
+
+    try:
+        return get_profile(manifest.target.get("name", "")).emulated_cpu
+    except UsageError:
+        return None
+
+
 def _check_bundle_signature(bundle: Path, args) -> None:
     """verify --require-signature / --trusted-key: the signature first, before anything runs."""
     from ..signing import SIGNATURE, check_signed_bundle
@@ -94,17 +161,7 @@ def run(args) -> int:
     if args.device == "chromium":
         return _verify_in_chromium(bundle, manifest, args)
     if args.device:
-        from ..remote import remote_verify
-
-        rows, bad = [], []
-        for r in remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
-                               known_hosts=args.known_hosts):
-            m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
-            rows.append([r["artifact"], r["status"], f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}",
-                         "; ".join(r.get("failures") or []) or r.get("skipped", "")])
-            bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
-        return _verify_done(args, manifest, rows, bad, f"{bundle} on {args.device}: sha256 of every file OK on the device",
-                            f"device {args.device}")
+        return _verify_on_device(bundle, manifest, args)
     rows, bad = _verify_rows((a.id, *check_artifact(bundle, manifest, a)) for a in manifest.usable())
     waiting = [[a.id, "on-device", "-", "-", f"runs on the device: python -m edgekit build {bundle} there"]
                for a in manifest.artifacts if a.role == "on-device"]
