@@ -122,12 +122,14 @@ def measure(bundle_dir: str, artifact_id: str, threads: int | None, warmup_s: fl
                     notes.append(f"per-operator times add up to {100 * prof['coverage_of_p50']:.0f}% of the "
                                  "unprofiled p50: the profiler's own per-operator cost (~10 us in ONNX Runtime) "
                                  "dominates a model this fast; read the shares as indicative")
+    from .envinfo import emulation
     from .roofline import roofline
 
     try:
         # a --fallback-model artifact is another model: its own cost, or none (never the main model's);
-        # none at another shape than the opt one either: the FLOP count is the opt shape's
-        roof = None if shape else roofline(art.model.get("cost") if art.model else manifest.model.get("cost"),
+        # none at another shape than the opt one either: the FLOP count is the opt shape's; none on an
+        # emulated CPU, whose "peak" would be QEMU's speed (and measuring it takes minutes there)
+        roof = None if shape or emulation() else roofline(art.model.get("cost") if art.model else manifest.model.get("cost"),
                                            stats["p50"], threads)
     except Exception as e:  # noqa: BLE001 — the roofline is an extra: never lose the timing for it
         roof = None

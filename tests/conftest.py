@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/testing.md lists which tests exercise each; test_components.py fails if one stops being
 # exercised.
 COMPONENTS = ("onnxruntime", "litert", "executorch", "torchscript_lite", "tvm", "tfjs_node", "chromium", "sshd",
-              "ray")
+              "ray", "arm64")
 # Tests that must not share the machine with each other: they time things, or start services whose
-# start-up races (sshd, Ray, Chromium). They all run on one xdist worker, one after another.
-EXCLUSIVE = ("timing", "sshd", "ray", "chromium")
+# start-up races (sshd, Ray, Chromium, the emulated arm64 device). They all run on one xdist worker, one after another.
+EXCLUSIVE = ("timing", "sshd", "ray", "chromium", "arm64")
 
 
 def pytest_configure(config):

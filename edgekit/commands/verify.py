@@ -162,9 +162,16 @@ def run(args) -> int:
         return _verify_in_chromium(bundle, manifest, args)
     if args.device:
         return _verify_on_device(bundle, manifest, args)
-    rows, bad = _verify_rows((a.id, *check_artifact(bundle, manifest, a)) for a in manifest.usable())
+    from ..offhost import device_words, runs_here
+
+    # verified elsewhere (on the device, or the emulated arm64 one) for a machine this host is not
+    elsewhere = [a for a in manifest.usable() if not runs_here(a.converter.get("runs_on") or {})]
+    rows, bad = _verify_rows((a.id, *check_artifact(bundle, manifest, a)) for a in manifest.usable() if a not in elsewhere)
     waiting = [[a.id, "on-device", "-", "-", f"runs on the device: python -m edgekit build {bundle} there"]
                for a in manifest.artifacts if a.role == "on-device"]
+    waiting += [[a.id, f"{a.verification.status} on {a.verification.where}", "-", "-",
+                 f"built for {device_words(a.converter.get('runs_on') or {})}, not this host: "
+                 f"verify {bundle} --device ssh://..."] for a in elsewhere]
     return _verify_done(args, manifest, rows, bad, f"{bundle}: sha256 of every file OK; "
                         f"{(manifest.selftest or {}).get('samples', 0)} self-test vectors per artifact", "host",
                         extra_rows=waiting)
