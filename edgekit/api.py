@@ -86,7 +86,7 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             out=None, *, weights=None, inputs: list[str] | None = None, verify_data=None, example=None,
             calibration=None, fallback_model=None, layout: str | None = None,
             calibration_method: str | None = None, percentile: float | None = None, distill: dict | None = None,
-            preflight: bool = True) -> Bundle:
+            preflight: bool = True, selftest_samples: int | None = None) -> Bundle:
     """Compile `model` for `target` into a verified bundle at `out` (default build/MODEL-TARGET).
 
     model: a spec as `--model` takes it (builtin:NAME, file.py:factory, pkg.module:factory, a .onnx
@@ -119,7 +119,8 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             str(weights) if weights else None, fallback_model, calibration=_as_file(calibration, "calibration", scratch),
             layout=layout, op_check=preflight, precision=precision, calibration_method=calibration_method,
             percentile=percentile, distill=distill, inputs=inputs,
-            verify_data=_as_file(verify_data, "verify", scratch), example=_as_file(example, "example", scratch))
+            verify_data=_as_file(verify_data, "verify", scratch), example=_as_file(example, "example", scratch),
+            selftest_samples=selftest_samples)
     return Bundle(bundle)
 
 

@@ -22,7 +22,9 @@ def _metrics(d: dict | None) -> str:
     parts = [f"cosine {d['cosine']:.6f}", f"worst-sample cosine {d['cosine_min_sample']:.6f}",
              f"SNR {d['snr_db']:.1f} dB"]
     if "top1_agreement" in d:
-        parts.append(f"top-1 agreement {100 * d['top1_agreement']:.1f}%")
+        from .agreement import describe
+
+        parts.append(describe(d))
     return ", ".join(parts)
 
 

@@ -211,9 +211,10 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   precision: str | None = None, calibration_method: str | None = None,
                   percentile: float | None = None, distill: dict | None = None,
                   inputs: list[str] | None = None, verify_data: str | None = None,
-                  example: str | None = None) -> tuple[Path, Manifest]:
+                  example: str | None = None, selftest_samples: int | None = None) -> tuple[Path, Manifest]:
     """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
-    student) from the teacher first (compile --distill-from), then compile it with those weights."""
+    student) from the teacher first (compile --distill-from), then compile it with those weights.
+    selftest_samples: held-out samples kept as the bundle's self-test vectors (default 4)."""
     spec = spec or DEFAULT_MODEL
     # Unknown target or a precision it lacks fails here, before any work.
     profile = _with_layout(get_profile(target).for_precision(precision), layout)
@@ -262,14 +263,15 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
             + "; edgekit removes only what the current run made: delete it when you are done with it")
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
-                             calibration, layout, op_check, method, distill, inputs, verify_data, example)
+                             calibration, layout, op_check, method, distill, inputs, verify_data, example,
+                             selftest_samples)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
                   calibration, layout, op_check, method, distill, inputs=None,
-                  verify_data=None, example=None) -> tuple[Path, Manifest]:
+                  verify_data=None, example=None, selftest_samples=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(converters.get(c.converter).needs_onnx for c in candidates)
@@ -321,7 +323,7 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
                                         None) or f"logs are in {logs}")
 
     on_device = [a.id for a in artifacts if a.role == "on-device"]
-    selftest = _write_selftest(writer, work)
+    selftest = _write_selftest(writer, work, n=selftest_samples)
     for f in failed:  # logs move with the bundle: name them where they will be after publishing
         for k in ("error", "hint"):
             if isinstance(f.get(k), str):
@@ -375,11 +377,13 @@ def _choice_note(profile) -> str:
             f"running on this host")
 
 
-def _write_selftest(writer: BundleWriter, work: Path, name: str = "selftest.npz") -> dict:
-    """A few held-out inputs with their reference outputs: a device (or app) re-checks the artifact."""
+def _write_selftest(writer: BundleWriter, work: Path, name: str = "selftest.npz", n: int | None = None) -> dict:
+    """A few held-out inputs with their reference outputs: a device (or app) re-checks the artifact.
+    n: how many (default SELFTEST_SAMPLES); more make a device's check as strong as the compile's."""
     inputs, refs, _ = load_samples(work / "verify.npz")
-    n = min(SELFTEST_SAMPLES, len(inputs))
+    n = min(n or SELFTEST_SAMPLES, len(inputs))
+    pick = sorted({round(i * (len(inputs) - 1) / max(n - 1, 1)) for i in range(n)})  # spread over the set
     path = writer.path(name)
-    save_samples(path, inputs[:n], refs[:n])
+    save_samples(path, [inputs[i] for i in pick], [refs[i] for i in pick])
     return {"path": name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size, "samples": n,
             "reference": "same as model.reference"}

@@ -329,7 +329,7 @@ def remote_verify(device_url: str, bundle_dir, identity: str | None = None, time
     skipped: its runtime is not on the device; then "skipped" says why), metrics, failures, outputs (the
     device's raw outputs, edgekit.parity), measured_on, where ("device" | "aarch64-emulated"), device}].
     The bundle's sha256 check on the device passed if this returns."""
-    result, device = _call(device_url, bundle_dir, {"op": "verify", "outputs": True}, identity, timeout_s,
+    result, device = _call(device_url, bundle_dir, {"op": "verify", "outputs": True, "rejected": True}, identity, timeout_s,
                            device_python, remote_root, connect_timeout_s, known_hosts, ssh_options)
     device["url"] = parse_device(device_url).url
     return [{**r, "measured_on": measured_on(device), "where": where_of(device), "device": device} for r in result]

@@ -113,8 +113,11 @@ def _run(args: dict, stage: list) -> object:
     # artifacts waiting for this kind of machine (a TVM aarch64 module) are run too: verify reads, never writes
     waiting = [a for a in manifest.artifacts if a.role == "on-device" and runs_here(a.converter.get("runs_on") or {})
                and not (a.converter.get("deferred") and not a.converter["deferred"].get("done"))]
+    # rejected ones only when asked (verify --device does): how far the Arm kernels are from the host's
+    # matters most for what failed there; they never count toward the device's verdict
+    rejected = [a for a in manifest.artifacts if a.role == "rejected"] if args.get("rejected") else []
     out = []
-    for a in usable + waiting:
+    for a in usable + waiting + rejected:
         row = {"artifact": a.id, "runtime": a.runtime, "precision": a.precision, "role": a.role}
         if e := _runtime_missing(a.runtime):  # a fallback's runtime may be absent: say so, check the rest
             out.append({**row, "status": "skipped", "metrics": {}, "failures": [],

@@ -35,6 +35,17 @@ def _quality(a) -> tuple[str, float | None]:
     return "cosine", (min(cos) if cos else None)
 
 
+def _agreement(v) -> str:
+    """", top-1 47/48 (95% CI 89.1-99.6%), 1 near-tie flip": a classifier's agreement as counts."""
+    m = next((m for m in (v.metrics or {}).values() if "top1_n" in m), None)
+    if not m:
+        return ""
+    flips = [f"{m[k]} {w} flip{'s' * (m[k] != 1)}" for k, w in (("flips_near_tie", "near-tie"),
+                                                                  ("flips_decisive", "decisive")) if m[k]]
+    return (f", top-1 {m['top1_agree']}/{m['top1_n']} (95% CI {100 * m['top1_low95']:.1f}-"
+            f"{100 * m['top1_high95']:.1f}%)" + "".join(f", {f}" for f in flips))
+
+
 def pareto(points: list[tuple[float, float, float]]) -> list[bool]:
     """Non-dominated points for (latency min, size min, quality max)."""
     flags = []
@@ -58,7 +69,7 @@ def _rows(m, label: str, bench: dict, bench_failed: dict) -> tuple[list[dict], l
         kind, q = _quality(a)
         row = {"bundle": label, "model": model, "model_sha256": m.model.get("sha256"), "target": target,
                "artifact": a.id, "role": a.role, "runtime": a.runtime, "precision": a.precision,
-               "size_bytes": a.size_bytes, "verification": a.verification.status,
+               "size_bytes": a.size_bytes, "verification": a.verification.status + _agreement(a.verification),
                "reason": a.verification.reason, "quality_kind": kind, "quality": q,
                "toolchain": a.toolchain, "bench": bench.get(a.id), "distillation": distilled}
         if a.id in bench_failed:

@@ -2,7 +2,8 @@
 
 Pure numpy: the same code runs on a device. Metrics are computed over all held-out samples:
 max/mean absolute error, cosine similarity (all values flattened), SNR in dB, non-finite count,
-and, for classifiers, top-1 agreement with the reference (and accuracy when labels exist).
+and, for classifiers, top-1 agreement with the reference as counts with a 95 % interval and its
+flips split into near-ties and decisive ones (edgekit.agreement), and accuracy when labels exist.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, classifier: bool) -> dict:
         "nonfinite": nonfinite,
     }
     if classifier:
-        m["top1_agreement"] = float((r.argmax(1) == o_f.argmax(1)).mean())
+        from .agreement import top1_stats
+
+        m.update(top1_stats(r, o_f))
     return m
 
 
@@ -64,8 +67,10 @@ def judge(metrics: dict[str, dict], tol) -> list[str]:
         snr_min = getattr(tol, "snr_min_db", None)
         if snr_min is not None and not m.get("snr_db", float("inf")) >= snr_min:
             failures.append(f"{name}: SNR {m['snr_db']:.1f} dB < {snr_min} dB (outputs off in scale or value)")
-        if "top1_agreement" in m and not m["top1_agreement"] >= tol.top1_min:
-            failures.append(f"{name}: top-1 agreement {m['top1_agreement']:.4f} < {tol.top1_min}")
+        if "top1_agreement" in m:
+            from .agreement import judge_top1
+
+            failures += judge_top1(name, m, tol.top1_min)
     return failures
 
 

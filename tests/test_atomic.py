@@ -2,7 +2,6 @@
 destroys the previous good bundle."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -66,7 +65,7 @@ def test_crash_inside_publish_never_loses_the_previous_bundle(tmp_path, tiny_bun
     p = _compile_tiny(out, EDGEKIT_TEST_CRASH_AT=point)
     assert p.returncode == -signal.SIGKILL, p.stderr
     if point == "between-renames":
-        with pytest.raises(BundleError, match="interrupted while replacing it") as e:
+        with pytest.raises(BundleError, match="interrupted while replacing it"):
             edgekit.load(out)
         (old,) = tmp_path.glob("b.old-*")
         assert (old / "manifest.json").read_text() == before

@@ -61,7 +61,7 @@ def test_check_op_a_target_lacks(tmp_path):
     assert "not in Core ATen opset" in findings(rep, "executorch")[0]["why"]
     assert rep["verdicts"]["torchscript"]["status"] == "ok"
     assert rep["op_counts"]["aten.bucketize.Tensor"] == 1 and rep["op_counts"]["aten.linear.default"] == 1
-    assert f"[FAIL] litert-int8" in p.stdout and line_of("bucketize") in p.stdout
+    assert "[FAIL] litert-int8" in p.stdout and line_of("bucketize") in p.stdout
 
 
 @needs(*MOBILE)
@@ -186,7 +186,7 @@ def test_compile_of_a_traced_branch_fails_verification_and_names_the_line(tmp_pa
     p, man, out = compile_(tmp_path, "branch", "cpu")
     assert p.returncode == 7, p.stderr
     (ts,) = man["artifacts"]
-    assert ts["role"] == "rejected" and f"pre-flight: data-dependent branch at" in ts["verification"]["reason"]
+    assert ts["role"] == "rejected" and "pre-flight: data-dependent branch at" in ts["verification"]["reason"]
     assert line_of("branch") in ts["verification"]["reason"]
     assert p.stderr.count("edgekit: error: no artifact passed verification") == 1 and line_of("branch") in p.stderr
 

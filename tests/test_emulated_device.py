@@ -3,7 +3,7 @@ and TVM under QEMU user mode, reached over its real sshd on 127.0.0.1, with the 
 bundles for rpi and jetson.
 
 Its Debian arm64 root is built once per machine and cached outside the clone (~/.cache/edgekit/arm64;
-docs/guides/emulated-arm64.md has the times): the first run of this file on a fresh machine builds it
+docs/emulated-arm64.md has the times): the first run of this file on a fresh machine builds it
 (3-10 min), later runs start a device in ~2 s. Only devices this module started are stopped.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Real data that ships with installed packages: photos (scikit-image, scikit-learn) and sentences
-(the Python standard library's docstrings). Splits are by source, so calibration and
-verification never share a photo or a sentence.
+"""Real data that ships with installed packages: photos (scikit-image, scikit-learn, matplotlib's
+sample data) and sentences (the Python standard library's docstrings). Splits are by source, so
+calibration and verification never share a photo or a sentence.
 """
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import re
 
 import numpy as np
 
-# Different photos for the two roles; `cat` is the same photo as `chelsea`, so it is not used.
+# Different photos for the two roles; `cat` is the same photo as `chelsea`, so it is not used. Every
+# other real photo that ships offline is in one list or the other (skimage's horse, page, text, cell and
+# the synthetic images are not photos).
 VERIFY_PHOTOS = ["chelsea", "coffee", "rocket", "astronaut", "sklearn:china.jpg", "motorcycle_left",
-                 "camera", "clock"]
+                 "camera", "clock", "matplotlib:grace_hopper.jpg", "matplotlib:Minduka_Present_Blue_Pack.png"]
 CALIB_PHOTOS = ["sklearn:flower.jpg", "motorcycle_right", "hubble_deep_field", "immunohistochemistry",
                 "retina", "coins", "grass", "brick", "gravel", "moon"]
 
@@ -23,6 +25,12 @@ def photo(name: str) -> np.ndarray:
         from sklearn.datasets import load_sample_image
 
         img = load_sample_image(name.split(":", 1)[1])
+    elif name.startswith("matplotlib:"):
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data(name.split(":", 1)[1], asfileobj=False)) as im:
+            img = np.asarray(im.convert("RGB"))
     elif name.startswith("motorcycle_"):
         import skimage.data
 
@@ -56,6 +64,28 @@ def crops(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
     for y0, x0, s in boxes[:count]:
         c = img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0
         out.append(resize(c, (size, size), anti_aliasing=True).astype(np.float32))
+    return out
+
+
+def held_out_crops(img: np.ndarray, size: int, boxes: int = 10) -> list[np.ndarray]:
+    """More held-out samples per photo than crops(): `boxes` distinct boxes over four scales (1.0, 0.8,
+    0.6, 0.45 of the short side; centre and corners), each also mirrored left-right, resized to size x
+    size, float32 RGB in [0, 1]. Crops of one photo share content, so they are correlated samples:
+    an interval computed as if they were independent is optimistic."""
+    from skimage.transform import resize
+
+    h, w = img.shape[:2]
+    found: list[tuple[int, int, int]] = []
+    for frac in (1.0, 0.8, 0.6, 0.45):
+        s = int(min(h, w) * frac)
+        for fy, fx in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
+            box = (int((h - s) * fy), int((w - s) * fx), s)
+            if box not in found:
+                found.append(box)
+    out = []
+    for y0, x0, s in found[:boxes]:
+        c = resize(img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0, (size, size), anti_aliasing=True)
+        out += [c.astype(np.float32), np.ascontiguousarray(c[:, ::-1]).astype(np.float32)]
     return out
 
 

@@ -5,7 +5,7 @@ import sys
 
 from ..errors import UsageError
 from ..bench import bench_all, options_from
-from .common import add_bench_opts, add_input_opt, summary, write_json
+from .common import add_bench_opts, add_input_opt, positive_int, summary, write_json
 
 
 def add_parser(sub) -> None:
@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     c.add_argument("--percentile", type=float, help="with --calibration-method percentile (default 99.999)")
     c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
                    "check says they cannot (the check still runs and is recorded)")
+    c.add_argument("--selftest-samples", type=positive_int, metavar="N", help="held-out samples the bundle keeps as "
+                   "self-test vectors with their reference outputs (default 4); more make `verify --device` on a device "
+                   "(or the emulated arm64 one) as strong a check as the compile's, at their size")
     c.add_argument("--bench", action="store_true", help="benchmark every verified artifact after compiling")
     add_bench_opts(c)
     dg = c.add_argument_group("distillation stage", "train --model (the student) from a teacher first, as "
@@ -78,7 +81,8 @@ def run(args) -> int:
                        inputs=args.input, verify_data=args.verify_data, example=args.example,
                        calibration=args.calibration, fallback_model=args.fallback_model, layout=args.layout,
                        calibration_method=args.calibration_method, percentile=args.percentile,
-                       distill=_distill_opts(args), preflight=not args.no_preflight)
+                       distill=_distill_opts(args), preflight=not args.no_preflight,
+                       selftest_samples=args.selftest_samples)
     bundle, manifest = compiled.path, compiled.manifest
     bench = {}
     auto = args.precision == "auto"

@@ -97,10 +97,12 @@ def _verify_on_device(bundle: Path, manifest, args) -> int:
     for r in results:
         m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
         r["vs_host"] = versus_host(bundle, manifest, by_id[r["artifact"]], r.pop("outputs", None))
-        rows.append([r["artifact"] + (" (on-device)" if r.get("role") == "on-device" else ""), r["status"],
+        role = r.get("role")
+        rows.append([r["artifact"] + (f" ({role})" if role in ("on-device", "rejected") else ""), r["status"],
                      f"{m['cosine']:.6f}", f"{m['max_abs']:.2e}", _parity_cell(r["vs_host"]),
                      "; ".join(r.get("failures") or []) or r.get("skipped", "")])
-        bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
+        if role != "rejected":  # rejected at compile: run for the comparison, never part of the verdict
+            bad += [f"{r['artifact']}: {f}" for f in r.get("failures") or []]
     where = results[0]["measured_on"] if results else f"device {args.device}"
     title = f"{bundle} on {where}: sha256 of every file OK on the device"
     emu = device.get("emulated")
