@@ -81,7 +81,7 @@ def judge_top1(name: str, m: dict, top1_min: float) -> list[str]:
     out = []
     if m["flips_decisive"]:
         out.append(f"{name}: {m['flips_decisive']} decisive top-1 flip(s): the source's top-2 margin was above the "
-                   f"output noise ({m['near_tie_margin']:.2g}), yet the answer changed; {describe(m)}")
+                   f"output noise ({m['near_tie_margin']:.2g}), yet the answer changed ({m['top1_agree']}/{m['top1_n']} agree)")
     if not m["top1_high95"] >= top1_min:
         out.append(f"{name}: {describe(m)}: even the interval's upper bound is below {top1_min}")
     return out

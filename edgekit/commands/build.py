@@ -48,6 +48,7 @@ def _build_on_device(args):
     before = open_bundle(bundle)
     print(f"[edgekit] build on {args.device} ...", file=sys.stderr, flush=True)
     text, rows, device = remote_build(args.device, bundle, identity=args.identity, device_python=args.device_python,
+                                      **({"timeout_s": args.device_timeout} if args.device_timeout else {}),
                                       known_hosts=args.known_hosts)
     import json
 

@@ -117,6 +117,9 @@ def add_device_opts(p):
     p.add_argument("--identity", help="SSH private key for --device")
     p.add_argument("--device-python", default="python3", help="python on the device (default python3)")
     p.add_argument("--known-hosts", help="known_hosts file for --device (default: ssh's own)")
+    p.add_argument("--device-timeout", type=float, metavar="SECONDS", help="limit for the whole remote session "
+                   "(copy + run; default 300 for verify, 600 for bench, 900 for build); raise it for slow or "
+                   "emulated devices and many self-test vectors")
 
 
 def add_input_opt(p):

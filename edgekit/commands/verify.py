@@ -90,6 +90,7 @@ def _verify_on_device(bundle: Path, manifest, args) -> int:
     from ..remote import remote_verify
 
     results = remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
+                            **({"timeout_s": args.device_timeout} if args.device_timeout else {}),
                             known_hosts=args.known_hosts)
     device = results[0]["device"] if results else {}
     by_id = {a.id: a for a in manifest.artifacts}
