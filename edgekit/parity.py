@@ -27,8 +27,11 @@ def encode(outputs: list[dict]) -> str | None:
 
 
 def decode(blob: str) -> list[dict]:
-    """Host side: the device's outputs, [{name: array}] per vector; never unpickles anything."""
-    with np.load(io.BytesIO(base64.b64decode(blob)), allow_pickle=False) as z:
+    """Host side: the device's outputs, [{name: array}] per vector. Never unpickles anything, and
+    refuses more than MAX_BYTES unpacked (a device's reply is not trusted to be small)."""
+    with np.load(io.BytesIO(base64.b64decode(blob, validate=True)), allow_pickle=False) as z:
+        if sum(i.file_size for i in z.zip.infolist()) > MAX_BYTES + (1 << 20):
+            raise ValueError(f"more than {MAX_BYTES >> 20} MB of outputs")
         out: dict[int, dict] = {}
         for key in z.files:
             i, _, name = key.partition("/")
@@ -40,7 +43,11 @@ def compare(device: list[dict], host: list[dict], classifier: bool) -> dict:
     """How far the device's outputs are from the host's: max abs difference, how many values differ
     at all, the worst per-vector cosine, and for a classifier how many top-1 answers agree."""
     diffs, differing, total, cosines, agree = [], 0, 0, [], 0
+    if len(device) != len(host):
+        return {"error": f"the device sent {len(device)} output sets for {len(host)} self-test vectors"}
     for d, h in zip(device, host):
+        if set(d) != set(h):
+            return {"error": f"the device's outputs {sorted(d)} are not the artifact's {sorted(h)}"}
         for name in h:
             a, b = np.asarray(d[name], np.float64).ravel(), np.asarray(h[name], np.float64).ravel()
             if a.shape != b.shape:
@@ -83,4 +90,8 @@ def versus_host(bundle_dir, manifest, artifact, device_blob: str | None) -> dict
         return {"skipped": f"the host could not run it: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"}
     if not host:
         return {"skipped": "the host's run produced no outputs"}
-    return compare(decode(device_blob), host, manifest.model.get("task") == "classification")
+    try:
+        device = decode(device_blob)
+    except Exception as e:  # noqa: BLE001 - a malformed reply is the device's problem, reported, not a crash
+        return {"error": f"the device's outputs could not be read: {type(e).__name__}: {str(e)[:120]}"}
+    return compare(device, host, manifest.model.get("task") == "classification")

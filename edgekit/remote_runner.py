@@ -115,7 +115,9 @@ def _run(args: dict, stage: list) -> object:
                and not (a.converter.get("deferred") and not a.converter["deferred"].get("done"))]
     # rejected ones only when asked (verify --device does): how far the Arm kernels are from the host's
     # matters most for what failed there; they never count toward the device's verdict
-    rejected = [a for a in manifest.artifacts if a.role == "rejected"] if args.get("rejected") else []
+    # (only those that ran on the host: one that crashed or would not load there stays unloaded here too)
+    rejected = [a for a in manifest.artifacts if a.role == "rejected" and a.verification.metrics
+                and runs_here(a.converter.get("runs_on") or {})] if args.get("rejected") else []
     out = []
     for a in usable + waiting + rejected:
         row = {"artifact": a.id, "runtime": a.runtime, "precision": a.precision, "role": a.role}
@@ -126,8 +128,8 @@ def _run(args: dict, stage: list) -> object:
         kept: list = []
         try:
             metrics, fails = check_artifact(args["bundle"], manifest, a, keep=kept)
-        except EdgekitError as e:  # one artifact that cannot load must not hide the others' results
-            metrics, fails = {}, [f"could not run: {e.message}"]
+        except Exception as e:  # noqa: BLE001 - one artifact that cannot load must not hide the others' results
+            metrics, fails = {}, [f"could not run: {e.message if isinstance(e, EdgekitError) else f'{type(e).__name__}: {e}'[:300]}"]
         if args.get("outputs") and kept:  # for the host's Arm-vs-x86 comparison (edgekit.parity)
             from edgekit.parity import encode
 

@@ -33,33 +33,58 @@ def run(args) -> int:
 
 
 def _build_on_device(args):
-    """`build --device ssh://...`: `edgekit build` runs on the device over a copy of the bundle; its new
-    manifest replaces this one (atomically) only if it records results and nothing else: every
-    artifact's file the same. A step that makes files (a TensorRT engine) must run on the device itself."""
-    from ..bundle import open_bundle, write_atomically
+    """`build --device ssh://...`: `edgekit build` runs on the device over a copy of the bundle. From its
+    reply only the results are taken, and only for the artifacts that waited for a device: status,
+    metrics, failures, where and what ran them. Everything else (tolerances, files, hashes, roles'
+    ranking) stays this host's, so a device can report a result, never rewrite the bundle. A step that
+    makes files (a TensorRT engine) must run on the device itself."""
+    import json
+
+    from ..bundle import manifest_json, open_bundle, write_atomically
+    from ..device_build import _rerank
     from ..errors import RemoteDeviceError, UsageError
-    from ..manifest import MANIFEST, Manifest
+    from ..manifest import MANIFEST, Manifest, Verification
     from ..remote import measured_on, remote_build
+    from ..targets import get_profile
 
     if args.device == "chromium":
         raise UsageError("build --device takes an ssh:// device; chromium runs TF.js artifacts (verify --device "
                          "chromium)")
     bundle = Path(args.bundle)
-    before = open_bundle(bundle)
+    waiting = [a.id for a in open_bundle(bundle).artifacts if a.role == "on-device"]
+    if not waiting:
+        raise UsageError(f"{bundle}: nothing to build; no artifact waits for the device",
+                         hint="`python -m edgekit verify BUNDLE --device ...` re-checks the verified ones there")
     print(f"[edgekit] build on {args.device} ...", file=sys.stderr, flush=True)
     text, rows, device = remote_build(args.device, bundle, identity=args.identity, device_python=args.device_python,
                                       **({"timeout_s": args.device_timeout} if args.device_timeout else {}),
                                       known_hosts=args.known_hosts)
-    import json
-
-    after = Manifest.from_dict(json.loads(text))
-    old = {a.id: (a.path, a.sha256, a.size_bytes) for a in before.artifacts}
-    new = {a.id: (a.path, a.sha256, a.size_bytes) for a in after.artifacts}
-    if old != new:
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        raise RemoteDeviceError(f"the device's build changed artifact files ({', '.join(changed)}), which stay on "
-                                "the device; this bundle is unchanged",
-                                hint=f"run `python -m edgekit build {bundle.name}` on the device itself and copy the "
-                                     "bundle back")
-    write_atomically(bundle / MANIFEST, text)
-    return after, rows, measured_on(device)
+    try:
+        reply = {a.id: a for a in Manifest.from_dict(json.loads(text)).artifacts}
+    except Exception as e:  # noqa: BLE001 - a malformed reply is the device's fault: reported, nothing written
+        raise RemoteDeviceError(f"the device's build reply is not a manifest edgekit can read: {type(e).__name__}: "
+                                f"{str(e)[:200]}; this bundle is unchanged") from None
+    manifest = open_bundle(bundle)  # again, now: what is on disk at the moment of writing
+    where, where_kind, ran_on, moved = measured_on(device), "", "", []
+    for a in manifest.artifacts:
+        new = reply.get(a.id)
+        if a.role != "on-device" or new is None:
+            continue
+        if (new.path, new.sha256, new.size_bytes) != (a.path, a.sha256, a.size_bytes):
+            moved.append(a.id)  # a file made there (a TensorRT engine) stays there: its result is not this file's
+            continue
+        v = new.verification
+        if v.status not in ("passed", "failed") or v.where not in ("device", "aarch64-emulated"):
+            continue  # skipped there (no runtime, another machine): still waiting
+        a.verification = Verification(status=v.status, where=v.where, device=str(v.device)[:200],
+                                      reason=str(v.reason)[:2000], samples=int(v.samples), metrics=v.metrics,
+                                      failures=[str(f)[:500] for f in v.failures], tolerance=a.verification.tolerance)
+        where_kind, ran_on = v.where, str(v.device)[:200]
+    if ran_on:
+        _rerank(manifest, get_profile(manifest.target["name"]), where_kind, ran_on)
+        write_atomically(bundle / MANIFEST, manifest_json(manifest))
+    if moved:
+        print(f"[edgekit] note: the device built new files for {', '.join(moved)}; they stay on the device and "
+              f"their results were not taken: run `python -m edgekit build {bundle.name}` on the device itself",
+              file=sys.stderr)
+    return manifest, rows, where

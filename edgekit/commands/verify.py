@@ -95,6 +95,7 @@ def _verify_on_device(bundle: Path, manifest, args) -> int:
     device = results[0]["device"] if results else {}
     by_id = {a.id: a for a in manifest.artifacts}
     rows, bad = [], []
+    results = [r for r in results if r.get("artifact") in by_id]  # the device answers for this bundle's artifacts only
     for r in results:
         m = next(iter((r.get("metrics") or {}).values()), {"cosine": float("nan"), "max_abs": float("nan")})
         r["vs_host"] = versus_host(bundle, manifest, by_id[r["artifact"]], r.pop("outputs", None))

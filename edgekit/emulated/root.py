@@ -128,7 +128,7 @@ def install_runtimes(root: Path, log: Path) -> dict[str, str]:
     tmp = site.with_name(site.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     plat = [a for p in PLATFORMS for a in ("--platform", p)]
-    _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+    _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-cache-dir",
           "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
           "--abi", "abi3", "--abi", "none", *plat, "--target", str(tmp),
           *[f"{k}=={v}" for k, v in pins.items()]], log, "pip install of the aarch64 wheels")
@@ -153,6 +153,7 @@ def _add_user(root: Path, pub_key: str) -> None:
     (home / ".ssh" / "authorized_keys").write_text(pub_key)
     for p in (home, home / ".ssh", home / ".ssh" / "authorized_keys"):
         os.chown(p, UID, UID)
+    os.chmod(home, 0o755)  # sshd's StrictModes refuses a key under a group-writable home
     os.chmod(home / ".ssh", 0o700)
     os.chmod(home / ".ssh" / "authorized_keys", 0o600)
 
@@ -192,8 +193,12 @@ def build_root() -> Path:
         rc.write_text("#!/bin/sh\nexit 101\n")
         rc.chmod(0o755)
         _say("  debootstrap, second stage (arm64 package scripts, emulated: the slow part) ...")
-        _run(["unshare", "--mount", "--propagation", "private", "--", "chroot", str(part),
-              "/debootstrap/debootstrap", "--second-stage"], log, "debootstrap (second stage)", env=env)
+        try:
+            _run(["unshare", "--mount", "--propagation", "private", "--", "chroot", str(part),
+                  "/debootstrap/debootstrap", "--second-stage"], log, "debootstrap (second stage)", env=env)
+        except BaseException:  # a half-configured root is not safe to configure again: start over next time
+            steps_file.unlink(missing_ok=True)
+            raise
         finish("second-stage")
     if step("user"):
         key = cache / "id_ed25519"
@@ -216,6 +221,8 @@ def build_root() -> Path:
     record = {"built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(time.time() - t0),
               "emulator": emulator_version(), "suite": SUITE}
     (part / ".edgekit-root.json").write_text(json.dumps(record, indent=1))
+    if root.exists():  # an unfinished root of an older layout: never merged into
+        shutil.rmtree(root)
     os.replace(part, root)
     _say(f"  root ready in {record['seconds']} s: {root}")
     return root

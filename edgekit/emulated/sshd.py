@@ -13,6 +13,7 @@ that device's namespace.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -37,6 +38,20 @@ def devices_dir() -> Path:
     return cache_dir() / "devices"
 
 
+@contextlib.contextmanager
+def cache_lock():
+    """One `device start`/`stop` (and root build) at a time on this cache: an advisory lock file."""
+    import fcntl
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +71,7 @@ def _config(cpu: ArmCpu, port: int) -> str:
         "HostKey /etc/ssh/ssh_host_ed25519_key", "PidFile none", "UsePAM no",
         "PubkeyAuthentication yes", "AuthorizedKeysFile .ssh/authorized_keys", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "PermitRootLogin no", f"AllowUsers {USER}",
-        "AllowTcpForwarding no", "X11Forwarding no", "PermitTunnel no", "Subsystem sftp internal-sftp",
+        "DisableForwarding yes", "PermitTunnel no", "Subsystem sftp internal-sftp",
         f"SetEnv QEMU_CPU={cpu.qemu} PATH=/usr/local/bin:/usr/bin:/bin", ""])
 
 
@@ -66,14 +81,21 @@ def _alive(state: dict) -> bool:
         cmdline = Path(f"/proc/{state['pid']}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
-    return "sshd" in cmdline and state["config"] in cmdline
+    try:
+        same_root = os.readlink(f"/proc/{state['pid']}/root") == state["root"]
+    except OSError:
+        same_root = False
+    return "sshd" in cmdline and state["config"] in cmdline and same_root
 
 
 def running() -> list[dict]:
     """The devices started by `device start` that still run."""
     out = []
     for f in sorted(devices_dir().glob("*.json")) if devices_dir().is_dir() else []:
-        state = json.loads(f.read_text())
+        try:
+            state = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue  # not a state file of ours (written atomically, so never half of one)
         if _alive(state):
             out.append(state)
         else:
@@ -86,20 +108,27 @@ def url_of(state: dict) -> str:
     return f"ssh://{USER}@127.0.0.1:{state['port']}?key={c / 'id_ed25519'}&known_hosts={c / 'known_hosts'}"
 
 
-def _probe(url: str, timeout_s: float) -> dict:
-    """Wait until the device answers over ssh; what it reports about itself."""
+def _probe(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> dict:
+    """Wait until the device answers over ssh; what it reports about itself. An sshd that exits
+    (its port taken meanwhile, a bad config) is reported with its own last words."""
     from ..remote import _ssh, parse_device
 
     dev = parse_device(url)
     cmd = _ssh(dev, None, 5, None, ()) + ["python3 -c " + shlex.quote(_PROBE)]
     deadline, last = time.time() + timeout_s, ""
     while time.time() < deadline:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.poll() is not None:
+            raise RemoteDeviceError(f"the emulated device's sshd exited ({proc.returncode}): "
+                                    f"{(log.read_text().strip().splitlines() or ['no output'])[-1][:300]} (log: {log})")
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=max(5.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            break
         if p.returncode == 0 and p.stdout.strip():
             return json.loads(p.stdout.strip().splitlines()[-1])
         last = (p.stderr.strip().splitlines() or [""])[-1]
         time.sleep(1)
-    raise RemoteDeviceError(f"the emulated device on {url} did not answer within {timeout_s:.0f} s: {last}")
+    raise RemoteDeviceError(f"the emulated device on {url} did not answer within {timeout_s:.0f} s: {last} (log: {log})")
 
 
 def check_pinning(cpu: ArmCpu, seen: dict) -> list[str]:
@@ -122,15 +151,30 @@ def features_seen(seen: dict) -> list[str]:
                             ("i8mm", seen["hwcap2"] & HWCAP2_I8MM), ("sme", seen["hwcap2"] & HWCAP2_SME)) if on]
 
 
+def _write_state(state: dict) -> None:
+    path = devices_dir() / f"{state['cpu']}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
 def start(cpu: ArmCpu) -> dict:
-    """Build the root if needed, then start (or find running) the device for this CPU model."""
+    """Build the root if needed, then start (or find running) the device for this CPU model. One
+    `device` command at a time works on the cache (a lock), so two starts never race."""
+    with cache_lock():
+        return _start(cpu)
+
+
+def _start(cpu: ArmCpu) -> dict:
     t0 = time.time()
     root = build_root()
-    refresh_runtimes(root)
-    for state in running():
+    states = running()
+    for state in states:
         if state["cpu"] == cpu.qemu:
             _say(f"the emulated arm64 device ({cpu.qemu}) already runs (pid {state['pid']})")
             return state
+    if not states:  # never swap the runtimes under a running device
+        refresh_runtimes(root)
     ddir = devices_dir()
     ddir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -156,11 +200,9 @@ def start(cpu: ArmCpu) -> dict:
     state = {"cpu": cpu.qemu, "pid": proc.pid, "port": port, "config": config, "root": str(root),
              "emulator": emulator_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     state["url"] = url_of(state)
-    (ddir / f"{cpu.qemu}.json").write_text(json.dumps(state, indent=1))
+    _write_state(state)
     try:
-        if proc.poll() is not None:
-            raise RemoteDeviceError(f"the device's sshd exited at once: {log.read_text().strip()[-300:]}")
-        seen = _probe(state["url"], 90)
+        seen = _probe(state["url"], proc, log, 90)
         bad = check_pinning(cpu, seen)
         if bad:
             raise RemoteDeviceError(f"the emulated device does not run the CPU it was started with: {'; '.join(bad)}")
@@ -168,7 +210,7 @@ def start(cpu: ArmCpu) -> dict:
         stop_one(state)
         raise
     state.update(features=features_seen(seen), python=seen["python"], start_s=round(time.time() - t0, 1))
-    (ddir / f"{cpu.qemu}.json").write_text(json.dumps(state, indent=1))
+    _write_state(state)
     return state
 
 
@@ -180,27 +222,43 @@ def _namespace(pid: int) -> str | None:
 
 
 def stop_one(state: dict) -> int:
-    """End every process of this device's mount namespace (its sshd and any session); returns how
-    many. A process in this command's own namespace is never one of them."""
-    ns, mine = _namespace(state["pid"]), _namespace(os.getpid())
-    pids = [state["pid"]] if _alive(state) else []
-    if ns and ns != mine:
+    """End every process of this device's mount namespace (its sshd and any session, forked ones
+    included: scanned again until none is left); returns how many. Only a live, verified device
+    (its sshd, its config, its root) names a namespace, and never this command's own."""
+    ns, mine = (_namespace(state["pid"]) if _alive(state) else None), _namespace(os.getpid())
+    if not ns or ns == mine:
+        (devices_dir() / f"{state['cpu']}.json").unlink(missing_ok=True)
+        return 0
+    ended: set[int] = set()
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _namespace(int(p)) == ns]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not pids:
+            break
         for pid in pids:
+            if _namespace(pid) != ns:  # re-checked at the signal: a pid freed meanwhile is someone else's
+                continue
             try:
                 os.kill(pid, sig)
+                ended.add(pid)
             except ProcessLookupError:
                 pass
-        deadline = time.time() + 5
-        while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            except PermissionError:
+                raise UsageError(f"not allowed to stop process {pid} of the emulated device", hint="run it as root, "
+                                 "as `device start` was") from None
+        deadline = time.time() + 3
+        while time.time() < deadline and any(_namespace(p) == ns for p in pids):
             time.sleep(0.1)
     (devices_dir() / f"{state['cpu']}.json").unlink(missing_ok=True)
-    return len(pids)
+    return len(ended)
 
 
 def stop(cpu: str | None) -> list[dict]:
     """Stop the device for this CPU model, or every one `device start` started."""
+    with cache_lock():
+        return _stop(cpu)
+
+
+def _stop(cpu: str | None) -> list[dict]:
     states = running()
     chosen = [s for s in states if cpu is None or s["cpu"] == cpu]
     if cpu and not chosen:
