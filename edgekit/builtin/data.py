@@ -45,26 +45,31 @@ def photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def crops(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
-    """`count` distinct deterministic square crops (the largest centred one, then the corners and
-    centre at smaller scales) resized to size x size, as float32 RGB in [0, 1]. Boxes that coincide
-    (a square photo's corners at full scale) are taken once: duplicated samples would count one
-    crop several times in verification and calibration."""
-    from skimage.transform import resize
-
-    h, w = img.shape[:2]
-    boxes: list[tuple[int, int, int]] = []
-    for frac in (1.0, 0.7, 0.5):
+def _boxes(h: int, w: int, fracs: tuple[float, ...]) -> list[tuple[int, int, int]]:
+    """Distinct square boxes (y0, x0, side): per scale of the short side, the centre then the corners.
+    Boxes that coincide (a square photo's corners at full scale) are listed once: duplicated samples
+    would count one crop several times in verification and calibration."""
+    found: list[tuple[int, int, int]] = []
+    for frac in fracs:
         s = int(min(h, w) * frac)
         for fy, fx in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
             box = (int((h - s) * fy), int((w - s) * fx), s)
-            if box not in boxes:
-                boxes.append(box)
-    out = []
-    for y0, x0, s in boxes[:count]:
-        c = img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0
-        out.append(resize(c, (size, size), anti_aliasing=True).astype(np.float32))
-    return out
+            if box not in found:
+                found.append(box)
+    return found
+
+
+def _crop(img: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    y0, x0, s = box
+    return resize(img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0, (size, size), anti_aliasing=True).astype(np.float32)
+
+
+def crops(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """`count` distinct deterministic square crops (the largest centred one, then the corners and
+    centre at smaller scales: 1.0, 0.7, 0.5) resized to size x size, as float32 RGB in [0, 1]."""
+    return [_crop(img, box, size) for box in _boxes(*img.shape[:2], (1.0, 0.7, 0.5))[:count]]
 
 
 def held_out_crops(img: np.ndarray, size: int, boxes: int = 10) -> list[np.ndarray]:
@@ -72,20 +77,10 @@ def held_out_crops(img: np.ndarray, size: int, boxes: int = 10) -> list[np.ndarr
     0.6, 0.45 of the short side; centre and corners), each also mirrored left-right, resized to size x
     size, float32 RGB in [0, 1]. Crops of one photo share content, so they are correlated samples:
     an interval computed as if they were independent is optimistic."""
-    from skimage.transform import resize
-
-    h, w = img.shape[:2]
-    found: list[tuple[int, int, int]] = []
-    for frac in (1.0, 0.8, 0.6, 0.45):
-        s = int(min(h, w) * frac)
-        for fy, fx in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
-            box = (int((h - s) * fy), int((w - s) * fx), s)
-            if box not in found:
-                found.append(box)
     out = []
-    for y0, x0, s in found[:boxes]:
-        c = resize(img[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255.0, (size, size), anti_aliasing=True)
-        out += [c.astype(np.float32), np.ascontiguousarray(c[:, ::-1]).astype(np.float32)]
+    for box in _boxes(*img.shape[:2], (1.0, 0.8, 0.6, 0.45))[:boxes]:
+        c = _crop(img, box, size)
+        out += [c, np.ascontiguousarray(c[:, ::-1])]
     return out
 
 
