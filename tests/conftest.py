@@ -31,24 +31,39 @@ COMPONENTS = ("onnxruntime", "litert", "executorch", "torchscript_lite", "tvm", 
 EXCLUSIVE = ("timing", "sshd", "ray", "chromium", "arm64")
 
 
+# The temporary folders this process made (model cache, shared bundles, history): removed when it ends,
+# so repeated runs do not fill the disk (each run's bundles are ~0.8 GB).
+_MADE: list[str] = []
+
+
 def pytest_configure(config):
     # Hermetic: each test run starts with an empty model cache, so the digits model is trained from
     # scratch (about 5 s) exactly as on a new machine. The controller makes the folders before the
     # xdist workers start; workers inherit them, so the model is trained and each bundle built once.
     if "PYTEST_XDIST_WORKER" not in os.environ:
         os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+        _MADE.append(os.environ["EDGEKIT_CACHE"])
         # A caller that repeats a selection on unchanged code may preset the bundle folder to reuse
         # its bundles (benchmarks/timing_tests_aa.sh); unset, as in CI, every run builds afresh.
         if not os.environ.get("EDGEKIT_TEST_BUNDLES"):
             os.environ["EDGEKIT_TEST_BUNDLES"] = tempfile.mkdtemp(prefix="edgekit-test-bundles-")
+            _MADE.append(os.environ["EDGEKIT_TEST_BUNDLES"])
     # Results go to a throwaway history database, never the user's; one per process, so a test that
     # counts history rows sees only its own worker's.
     os.environ["EDGEKIT_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="edgekit-test-history-"), "history.sqlite")
+    _MADE.append(os.path.dirname(os.environ["EDGEKIT_HISTORY"]))
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and int(workers) > 1:
         # One OpenMP thread per worker: with a compile on every core, PyTorch's spinning OpenMP workers
         # made digits training ~10x slower (95 s vs 8 s, measured by hand). Runtimes take explicit thread counts.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    for d in _MADE:  # the controller's folders outlive its workers: it ends last
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
