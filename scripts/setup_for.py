@@ -42,6 +42,8 @@ def bundle_target(arg: str) -> str | None:
 
 
 def needed(args: list[str]) -> str:
+    if args[:1] == ["device"]:  # `device start arm64 --target rpi` names a target for its CPU only
+        return OTHERS["device"]
     sets = {**target_sets(), **OTHERS}
     names = [a.split("=", 1)[-1] for a in args] + [t for a in args if (t := bundle_target(a))]
     found = {sets[n] for n in names if n in sets} - {"cpu"}
