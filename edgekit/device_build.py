@@ -57,7 +57,7 @@ def _build_engine(bundle: Path, a: Artifact, logs: Path, workspace_mb: int | Non
 def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, list[list[str]]]:
     """Build/verify every on-device artifact this machine can run; (new manifest, result rows)."""
     from . import deps
-    from .offhost import device_words, runs_here
+    from .offhost import device_words, runs_here, step_pending
     from .targets import get_profile
 
     bundle = Path(bundle_dir)
@@ -78,7 +78,7 @@ def build(bundle_dir: str, workspace_mb: int | None = None) -> tuple[Manifest, l
             rows.append([a.id, "skipped", why])
             continue
         try:
-            if a.converter.get("deferred") and not a.converter["deferred"].get("done"):
+            if step_pending(a):
                 _build_engine(bundle, a, logs, workspace_mb)
             say(f"  {a.id}: self-test on {a.runtime} ...")
             res = run_step(f"device-verify-{a.id}", "edgekit.device_build:selftest_artifact",

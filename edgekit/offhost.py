@@ -22,6 +22,13 @@ def runs_here(runs_on: dict) -> bool:
     return has_nvidia_gpu() if runs_on.get("gpu") else True
 
 
+def step_pending(artifact) -> bool:
+    """The artifact's file is not the one that runs yet: a deferred step (a TensorRT engine build)
+    must run on the device first (edgekit build)."""
+    deferred = artifact.converter.get("deferred")
+    return bool(deferred) and not deferred.get("done")
+
+
 def device_words(runs_on: dict) -> str:
     """"macOS", "aarch64 + cuda sm_87": the machine an artifact needs, as a user calls it."""
     os_name = {"Darwin": "macOS"}.get(runs_on.get("os"), runs_on.get("os"))

@@ -229,7 +229,7 @@ def _call(device_url: str, bundle_dir, args: dict, identity, timeout_s: float, d
         except subprocess.TimeoutExpired as e:
             _cleanup(base, (e.stderr or b"").decode(errors="replace"))
             raise RemoteDeviceError(f"timed out after {timeout_s:g} s on {dev.url} (copy + run); stopped",
-                                    hint="raise timeout_s for slow devices or long benchmarks") from None
+                                    hint="raise --device-timeout (timeout_s=) for slow or emulated devices and long benchmarks") from None
     out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
     if "No space left on device" in err:
         raise RemoteDeviceError(f"disk full on {dev.url}: No space left on device while copying {size} bytes "
@@ -286,18 +286,19 @@ def _cleanup(base: list[str], err: str) -> None:
 
 def remote_bench(device_url: str, bundle_dir, artifact_id: str | None = None, threads: int | None = 1,
                  warmup_s: float | None = None, min_runs: int | None = None, min_time_s: float | None = None,
-                 identity: str | None = None, timeout_s: float = 600.0, *, device_python: str = "python3",
+                 identity: str | None = None, timeout_s: float | None = None, *, device_python: str = "python3",
                  remote_root: str | None = None, connect_timeout_s: float = 10.0, known_hosts: str | None = None,
                  ssh_options: tuple[str, ...] = ()) -> dict:
     """edgekit.bench.measure's dict, measured on the device, plus "device" (environment before/after)
-    and "warnings" (throttling, clock scaling, busy machine). artifact_id None: the primary."""
+    and "warnings" (throttling, clock scaling, busy machine). artifact_id None: the primary.
+    timeout_s: the whole session's limit, copy included (None: 600 s; verify 300 s, build 900 s)."""
     from .bench import MIN_RUNS, MIN_TIME_S, WARMUP_S
 
     t0 = time.perf_counter()
     args = {"op": "bench", "artifact_id": artifact_id, "threads": threads,
             "warmup_s": WARMUP_S if warmup_s is None else warmup_s, "min_runs": MIN_RUNS if min_runs is None else min_runs,
             "min_time_s": MIN_TIME_S if min_time_s is None else min_time_s}
-    result, device = _call(device_url, bundle_dir, args, identity, timeout_s, device_python, remote_root,
+    result, device = _call(device_url, bundle_dir, args, identity, timeout_s or 600.0, device_python, remote_root,
                            connect_timeout_s, known_hosts, ssh_options)
     device["url"] = parse_device(device_url).url
     device["session_s"] = round(time.perf_counter() - t0, 2)
@@ -321,7 +322,7 @@ def measured_on(device: dict) -> str:
     return f"device {device['url']}"
 
 
-def remote_verify(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float = 300.0, *,
+def remote_verify(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float | None = None, *,
                   device_python: str = "python3", remote_root: str | None = None, connect_timeout_s: float = 10.0,
                   known_hosts: str | None = None, ssh_options: tuple[str, ...] = ()) -> list[dict]:
     """Each usable artifact's self-test on the device, and each on-device one this device can run (a TVM
@@ -329,17 +330,17 @@ def remote_verify(device_url: str, bundle_dir, identity: str | None = None, time
     skipped: its runtime is not on the device; then "skipped" says why), metrics, failures, outputs (the
     device's raw outputs, edgekit.parity), measured_on, where ("device" | "aarch64-emulated"), device}].
     The bundle's sha256 check on the device passed if this returns."""
-    result, device = _call(device_url, bundle_dir, {"op": "verify", "outputs": True, "rejected": True}, identity, timeout_s,
+    result, device = _call(device_url, bundle_dir, {"op": "verify", "outputs": True, "rejected": True}, identity, timeout_s or 300.0,
                            device_python, remote_root, connect_timeout_s, known_hosts, ssh_options)
     device["url"] = parse_device(device_url).url
     return [{**r, "measured_on": measured_on(device), "where": where_of(device), "device": device} for r in result]
 
 
-def remote_build(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float = 900.0, *,
+def remote_build(device_url: str, bundle_dir, identity: str | None = None, timeout_s: float | None = None, *,
                  device_python: str = "python3", known_hosts: str | None = None) -> tuple[str, list, dict]:
     """`edgekit build` on the device, on a copy of the bundle: (the device's new manifest.json text, its
     result rows, the device record). The caller decides whether to take the manifest."""
-    result, device = _call(device_url, bundle_dir, {"op": "build"}, identity, timeout_s, device_python, None,
+    result, device = _call(device_url, bundle_dir, {"op": "build"}, identity, timeout_s or 900.0, device_python, None,
                            10.0, known_hosts, ())
     device["url"] = parse_device(device_url).url
     return result["manifest"], result["rows"], device

@@ -107,12 +107,12 @@ def _run(args: dict, stage: list) -> object:
     if usable and (e := _runtime_missing(usable[0].runtime)):  # the primary must be checkable
         raise e
     stage[0] = "run"
-    from edgekit.offhost import runs_here
+    from edgekit.offhost import runs_here, step_pending
     from edgekit.selftest import check_artifact
 
     # artifacts waiting for this kind of machine (a TVM aarch64 module) are run too: verify reads, never writes
     waiting = [a for a in manifest.artifacts if a.role == "on-device" and runs_here(a.converter.get("runs_on") or {})
-               and not (a.converter.get("deferred") and not a.converter["deferred"].get("done"))]
+               and not step_pending(a)]
     # rejected ones only when asked (verify --device does): how far the Arm kernels are from the host's
     # matters most for what failed there; they never count toward the device's verdict
     # (only those that ran on the host: one that crashed or would not load there stays unloaded here too)

@@ -111,8 +111,8 @@ def run(args) -> int:
         from ..remote import remote_bench
 
         print(f"[edgekit] bench on {args.device} ...", file=sys.stderr, flush=True)
-        limit = {"timeout_s": args.device_timeout} if args.device_timeout else {}
-        results = [remote_bench(args.device, bundle, aid, args.threads, args.warmup, args.min_runs, args.min_time, **limit,
+        results = [remote_bench(args.device, bundle, aid, args.threads, args.warmup, args.min_runs, args.min_time,
+                                timeout_s=args.device_timeout,
                                 identity=args.identity, device_python=args.device_python,
                                 known_hosts=args.known_hosts) for aid in ids]
         for r in results:

@@ -57,7 +57,7 @@ def _build_on_device(args):
                          hint="`python -m edgekit verify BUNDLE --device ...` re-checks the verified ones there")
     print(f"[edgekit] build on {args.device} ...", file=sys.stderr, flush=True)
     text, rows, device = remote_build(args.device, bundle, identity=args.identity, device_python=args.device_python,
-                                      **({"timeout_s": args.device_timeout} if args.device_timeout else {}),
+                                      timeout_s=args.device_timeout,
                                       known_hosts=args.known_hosts)
     try:
         reply = {a.id: a for a in Manifest.from_dict(json.loads(text)).artifacts}

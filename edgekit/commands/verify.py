@@ -33,13 +33,16 @@ def _verify_rows(results) -> tuple[list, list]:
     return rows, bad
 
 
-def _verify_done(args, manifest, rows: list, bad: list, title: str, measured_on: str, extra_rows=()) -> int:
-    """Print the verify table, record each result in the history, raise if any failed."""
+def _verify_done(args, manifest, rows: list, bad: list, title: str, measured_on: str, extra_rows=(),
+                 head=VERIFY_HEAD, records: list[dict] | None = None) -> int:
+    """Print the verify table, record each result in the history (`records`, or one per row), raise if
+    any failed."""
     from ..errors import VerificationFailed
 
-    print(render(VERIFY_HEAD, rows + list(extra_rows), title))
-    record(args, "verify", [{"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": measured_on,
-                              "cosine": r[2]} for r in rows], manifest)
+    print(render(head, rows + list(extra_rows), title))
+    record(args, "verify", records if records is not None else [
+        {"artifact": r[0], "status": r[1], "failures": r[4], "measured_on": measured_on, "cosine": r[2]} for r in rows],
+        manifest)
     if bad:
         raise VerificationFailed(f"self-test failed ({measured_on}): " + "; ".join(bad))
     return 0
@@ -90,7 +93,7 @@ def _verify_on_device(bundle: Path, manifest, args) -> int:
     from ..remote import remote_verify
 
     results = remote_verify(args.device, bundle, identity=args.identity, device_python=args.device_python,
-                            **({"timeout_s": args.device_timeout} if args.device_timeout else {}),
+                            timeout_s=args.device_timeout,
                             known_hosts=args.known_hosts)
     device = results[0]["device"] if results else {}
     by_id = {a.id: a for a in manifest.artifacts}
@@ -116,17 +119,12 @@ def _verify_on_device(bundle: Path, manifest, args) -> int:
             print(f"[edgekit] note: {manifest.target.get('name')} devices have a {want}-class CPU; this device "
                   f"emulates {emu['cpu']}, so other kernels (dot product or not) may run than on the real one: "
                   f"python -m edgekit device start arm64 --target {manifest.target.get('name')}", file=sys.stderr)
-    print(render(["artifact", "self-test", "cosine", "max abs err", "vs this host (same artifact)", "failures"],
-                 rows, title))
-    record(args, "verify", [{"artifact": r["artifact"], "status": r["status"], "failures": "; ".join(r.get("failures") or []),
-                             "measured_on": r["measured_on"], "where": r["where"],
-                             "cosine": next(iter((r.get("metrics") or {}).values()), {}).get("cosine"),
-                             "vs_host": r["vs_host"]} for r in results], manifest)
-    if bad:
-        from ..errors import VerificationFailed
-
-        raise VerificationFailed(f"self-test failed ({where}): " + "; ".join(bad))
-    return 0
+    records = [{"artifact": r["artifact"], "status": r["status"], "failures": "; ".join(r.get("failures") or []),
+                "measured_on": r["measured_on"], "where": r["where"],
+                "cosine": next(iter((r.get("metrics") or {}).values()), {}).get("cosine"), "vs_host": r["vs_host"]}
+               for r in results]
+    return _verify_done(args, manifest, rows, bad, title, where, records=records,
+                        head=[*VERIFY_HEAD[:4], "vs this host (same artifact)", VERIFY_HEAD[4]])
 
 
 def _profile_cpu(manifest) -> str | None:
