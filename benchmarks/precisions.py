@@ -43,8 +43,15 @@ def verification(art) -> tuple[str, str]:
     """Worst output's cosine and top-1 agreement on the held-out samples, as verified at compile."""
     ms = list((art.verification.metrics or {}).values())
     cos = min((m["cosine"] for m in ms if "cosine" in m), default=None)
-    top1 = min((m["top1_agreement"] for m in ms if "top1_agreement" in m), default=None)
-    return (f"{cos:.6f}" if cos is not None else "-"), (f"{100 * top1:.1f}%" if top1 is not None else "-")
+    worst = min((m for m in ms if "top1_agreement" in m), key=lambda m: m["top1_agreement"], default=None)
+    if worst is None:
+        top1 = "-"
+    elif "top1_n" in worst:  # k/n, its Wilson 95% interval, and the decisive flips (edgekit.agreement)
+        top1 = (f"{worst['top1_agree']}/{worst['top1_n']} ({100 * worst['top1_low95']:.1f}-"
+                f"{100 * worst['top1_high95']:.1f}%) {worst['flips_decisive']} decisive")
+    else:
+        top1 = f"{100 * worst['top1_agreement']:.1f}%"
+    return (f"{cos:.6f}" if cos is not None else "-"), top1
 
 
 def compare_runtime(arts, bundle: Path, feed: dict, args) -> list[dict]:
@@ -120,13 +127,13 @@ def main() -> None:
 
     print("\nratios to the FP32 artifact on the same runtime, 1 thread, interleaved, on this host (lower is better)")
     print(f"{'model':18s} {'target':8s} {'runtime':16s} {'artifact':22s} {'prec':5s} {'mode':24s} {'kB':>8s} "
-          f"{'size':>6s} {'p50 ms':>8s} {'latency':>7s} {'95% CI':>13s} {'cosine':>9s} {'top-1':>6s}")
+          f"{'size':>6s} {'p50 ms':>8s} {'latency':>7s} {'95% CI':>13s} {'cosine':>9s} top-1 agreement (95% CI)")
     for name, target, rows in tables:
         for r in rows:
             p50 = f"{r['b_ms']:8.3f}" if r.get("b_ms") is not None else f"{'-':>8s}"
             lat = f"{r['ratio']:7.3f} {r['lo']:6.3f}-{r['hi']:<6.3f}" if "ratio" in r else f"{'1 (ref)':>7s} {'':13s}"
             print(f"{name:18s} {target:8s} {r['runtime']:16s} {r['id']:22s} {r['precision']:5s} {r['mode']:24s} "
-                  f"{r['kb']:8.1f} {r['size']:6.3f} {p50} {lat} {r['cos']:>9s} {r['top1']:>6s}")
+                  f"{r['kb']:8.1f} {r['size']:6.3f} {p50} {lat} {r['cos']:>9s} {r['top1']}")
 
 
 

@@ -8,7 +8,19 @@ sum is the whole output. Measured on EfficientNet-Lite0 with INT8 weights only (
 float), 32 held-out crops: top-1 agreement with FP32 78 % -> 100 %, logit error std 0.096 -> 0.041.
 
 The correction subtracts (W_q - W) E[x] from the bias, with E[x] the per-channel mean of the
-layer's float input over the calibration samples. It needs the quantized weights as the backend
+layer's float input over the calibration samples.
+
+That analytical step cannot see what quantizing *activations* does to the mean: a ReLU output
+rounded on a coarse per-tensor grid, or a prefix whose own errors shift its outputs. ONNX Runtime
+graphs then get the sequential (empirical) correction as well (correct_qdq_sequential, NNCF's
+"full" bias correction and Nagel et al.'s empirical variant): layer by layer in graph order, the
+quantized graph as corrected so far runs on the calibration samples, and each layer's bias absorbs
+the measured per-channel mean difference between its output and the float graph's. Measured on
+EfficientNet-Lite0, 60 calibration crops, 200 held-out crops (ONNX Runtime, 2-core AMD EPYC with
+AVX-512 VNNI): all-INT8 static QDQ agreed with FP32 on 182/200 uncorrected (logit error std 0.194),
+186/200 with the analytical step (0.116, 2 decisive flips), 190/200 with both (0.104, no decisive
+flip), in 18 s. Correcting every layer at once from one run instead (no ordering) over-corrects:
+each layer also absorbs the shift its corrected prefix no longer has (1/200 after three passes). It needs the quantized weights as the backend
 will use them, so each toolchain reads them from its own quantized graph:
 - ONNX Runtime QDQ: the int8 weight initializer through its DequantizeLinear; the int32 bias is
   requantized with its own scale.
@@ -47,6 +59,81 @@ def _channel_mean(x: np.ndarray, features_last: bool) -> np.ndarray:
 
 def _attr(node, name: str, default):
     return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _qdq_bias(qdq, node, producers: dict, inits: dict):
+    """(bias DequantizeLinear, its int32 initializer) of a QDQ Conv/Gemm, or None."""
+    if len(node.input) < 3:
+        return None
+    dq = producers.get(node.input[2])
+    if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+        return None
+    return dq, inits[dq.input[0]]
+
+
+def _with_outputs(model, names: list[str]):
+    """A copy of model with these tensors added as graph outputs (to read them)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                          for n in names if n not in have)
+    return m
+
+
+def _output_mean(stacked: np.ndarray, gemm: bool) -> np.ndarray:
+    """Per-channel mean of a layer's output as run() stacks it: [samples, batch, ...]."""
+    return _channel_mean(stacked.reshape(-1, *stacked.shape[2:]), gemm)
+
+
+SEQUENTIAL_SECONDS = 600.0  # a model too large to correct every layer in this time keeps the rest analytical
+
+
+def correct_qdq_sequential(qdq, float_path: str, samples: list[dict], budget_s: float = SEQUENTIAL_SECONDS) -> dict:
+    """Correct, in place and in graph order, each QDQ Conv/Gemm's int32 bias for the mean error its
+    output has with the prefix already quantized and corrected: bias -= E[y_q - y_float] per output
+    channel. One ONNX Runtime run of the calibration samples per layer; stops (and says so) after
+    budget_s seconds."""
+    import time
+
+    import onnx
+    from onnx import numpy_helper
+
+    from .ort_mixed import run
+
+    t0 = time.perf_counter()
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    inits = {i.name: i for i in qdq.graph.initializer}
+    float_model = onnx.load(float_path)
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    layers = [(n, b) for n in qdq.graph.node if n.op_type in ("Conv", "Gemm") and n.name in float_nodes
+              and (b := _qdq_bias(qdq, n, producers, inits)) is not None]
+    if not layers:
+        return {"layers": 0}
+    # The float graph's layer outputs: one run for all of them.
+    ref = run(_with_outputs(float_model, [float_nodes[n.name].output[0] for n, _ in layers]), samples)
+    done, largest = 0, 0.0
+    info = np.iinfo(np.int32)
+    for node, (bias_dq, bias_init) in layers:
+        if time.perf_counter() - t0 > budget_s:
+            break
+        gemm = node.op_type == "Gemm"
+        out = run(_with_outputs(qdq, [node.output[0]]), samples)[node.output[0]]
+        shift = _output_mean(out, gemm) - _output_mean(ref[float_nodes[node.name].output[0]], gemm)
+        bias_q = numpy_helper.to_array(bias_init).astype(np.float64)
+        scale = numpy_helper.to_array(inits[bias_dq.input[1]]).astype(np.float64)
+        bias_init.CopyFrom(numpy_helper.from_array(
+            np.clip(np.round(bias_q - shift / scale), info.min, info.max).astype(np.int32), bias_dq.input[0]))
+        largest = max(largest, float(np.abs(shift).max() / (np.abs(bias_q * scale).max() + 1e-12)))
+        done += 1
+    return {"layers": done, "of": len(layers), "seconds": round(time.perf_counter() - t0, 1),
+            "method": "sequential: bias -= E[y_int8 - y_float] per output channel, layer by layer in graph order "
+                      "on the quantized prefix, over the calibration samples",
+            "largest_shift_vs_bias": round(largest, 4),
+            **({"stopped": f"time budget of {budget_s:.0f} s: {len(layers) - done} later layers keep the analytical "
+                           "correction only"} if done < len(layers) else {})}
 
 
 def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:

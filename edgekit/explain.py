@@ -74,6 +74,11 @@ def explain_artifact(a) -> list[str]:
         bc = q["bias_correction"]
         lines.append(f"  bias correction: {bc['layers']} layers ({bc['method']}); largest shift "
                      f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias")
+    seq = q.get("bias_correction_sequential") or {}
+    if seq.get("layers"):
+        lines.append(f"  then {seq['method']}: {seq['layers']} of {seq['of']} layers in {seq['seconds']} s; largest "
+                     f"shift {100 * seq['largest_shift_vs_bias']:.1f}% of that layer's largest bias"
+                     + (f"; {seq['stopped']}" if seq.get("stopped") else ""))
     for miss in q.get("static_missed", []):
         lines.append(f"  static INT8 missed: {miss}")
     mp = q.get("mixed_precision")

@@ -52,13 +52,14 @@ def timings(choice: dict) -> str:
     return ", ".join(f"{i} {v:.3f} ms" for i, v in sorted(choice["p50_ms"].items(), key=lambda x: x[1]))
 
 
-def auto_primary(bundle: Path, manifest: Manifest, bench: dict) -> str:
-    """compile --precision auto: of the verified candidates (every precision), the fastest measured
-    here when this host is the target; otherwise the preference order stays, and the line says so."""
+def auto_primary(bundle: Path, manifest: Manifest, bench: dict, precision: str = "auto") -> str:
+    """compile --precision P: of the verified candidates (of that precision; every precision for
+    auto), the fastest measured here when this host is the target; otherwise the preference order
+    stays, and the line says so."""
     if manifest.target.get("host_is_target") and bench:
         choice = choose_primary(bundle, manifest, list(bench.values()))
-        return (f"[edgekit] --precision auto: primary {manifest.usable()[0].id}, the fastest verified candidate on "
-                f"this host (the target): {timings(choice)}")
-    return (f"[edgekit] --precision auto: this host is not the target ({manifest.target.get('device')}), so nothing "
-            "here can rank the candidates by speed; the profile's preference order decides. On the device: "
+        return (f"[edgekit] --precision {precision}: primary {manifest.usable()[0].id}, the fastest verified candidate "
+                f"on this host (the target): {timings(choice)}")
+    return (f"[edgekit] --precision {precision}: this host is not the target ({manifest.target.get('device')}), so "
+            "nothing here can rank the candidates by speed; the profile's preference order decides. On the device: "
             f"edgekit bench {bundle} --all --device ssh://... --choose-primary")

@@ -79,6 +79,9 @@ class TargetProfile:
     # The install set its host toolchains come from: a pip extra of pyproject.toml and an argument of
     # scripts/setup-env.sh (cpu, mobile, tvm, web). `./ek compile --target T` installs it on first use.
     setup: str = "cpu"
+    # The set `compile --precision ...` needs instead, when on-request candidates need more than the
+    # default ones (cpu: ExecuTorch and LiteRT come with `mobile`).
+    precision_setup: str | None = None
     # For runtimes that partition (LiteRT and ExecuTorch with XNNPACK): the least share of the model's
     # FLOPs the accelerated backend must take, or the artifact fails verification (a single
     # operator left on reference kernels can make a model many times slower).

@@ -17,15 +17,16 @@ TARGETS = Path(__file__).resolve().parents[1] / "targets"
 OTHERS = {"package": "mobile", "build": "tvm", "chromium": "web", "device": "arm64"}
 
 
-def target_sets() -> dict[str, str]:
-    """target name -> install set, from each profile's TargetProfile(name=..., setup=...) call."""
+def target_sets(precision: bool = False) -> dict[str, str]:
+    """target name -> install set, from each profile's TargetProfile(name=..., setup=...) call;
+    precision: `--precision` was given, which builds on-request candidates (precision_setup=...)."""
     out = {}
     for f in sorted(TARGETS.glob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "TargetProfile":
                 kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
                 if "name" in kw:
-                    out[kw["name"]] = kw.get("setup", "cpu")
+                    out[kw["name"]] = (precision and kw.get("precision_setup")) or kw.get("setup", "cpu")
     return out
 
 
@@ -44,7 +45,8 @@ def bundle_target(arg: str) -> str | None:
 def needed(args: list[str]) -> str:
     if args[:1] == ["device"]:  # `device start arm64 --target rpi` names a target for its CPU only
         return OTHERS["device"]
-    sets = {**target_sets(), **OTHERS}
+    precision = any(a == "--precision" or a.startswith("--precision=") for a in args)
+    sets = {**target_sets(precision), **OTHERS}
     names = [a.split("=", 1)[-1] for a in args] + [t for a in args if (t := bundle_target(a))]
     found = {sets[n] for n in names if n in sets} - {"cpu"}
     return found.pop() if len(found) == 1 else "dev" if found else "cpu"

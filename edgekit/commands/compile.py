@@ -30,9 +30,10 @@ def add_parser(sub) -> None:
                    "calibration set, else its example")
     c.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                    help="input layout of LiteRT artifacts: nhwc makes 4-D inputs channel-last (default nchw, as the model)")
-    c.add_argument("--precision", help="build only this precision's candidates (fp32, int8), including those the "
-                   "target builds on request only (e.g. cpu's ONNX Runtime INT8); auto: every candidate, and where "
-                   "this host is the target the fastest verified one becomes primary; default: the target's default set")
+    c.add_argument("--precision", help="build only this precision's candidates (fp32, int8, fp16), including those the "
+                   "target builds on request only (e.g. cpu's ExecuTorch, LiteRT and ONNX Runtime INT8); auto: every "
+                   "candidate. Where this host is the target (cpu) they are timed here and the fastest verified one "
+                   "becomes primary. Default: the target's default set, in its preference order")
     c.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy", "mse"],
                    help="how INT8 activation ranges are chosen, mapped onto each quantizer's own calibrators (ONNX "
                    "Runtime: minmax, percentile, entropy; PT2E: mse); a candidate whose quantizer lacks it is skipped "
@@ -86,15 +87,18 @@ def run(args) -> int:
     bundle, manifest = compiled.path, compiled.manifest
     bench = {}
     auto = args.precision == "auto"
-    if args.bench or (auto and manifest.target.get("host_is_target")):
+    # Where this host is the target, a compile that names a precision times what it built and makes
+    # the fastest verified artifact primary (cpu's ExecuTorch, LiteRT and ONNX Runtime compete).
+    ranked = args.precision is not None and manifest.target.get("host_is_target")
+    if args.bench or ranked:
         ids = [a.id for a in manifest.usable()]
         bench = {r["artifact"]: r for r in bench_all(bundle, ids, args.threads, **options_from(args))}
         if args.json:
             write_json(args.json, list(bench.values()))
-    if auto:
+    if auto or ranked:
         from ..primary import auto_primary
 
-        print(auto_primary(bundle, manifest, bench), file=sys.stderr)
+        print(auto_primary(bundle, manifest, bench, args.precision), file=sys.stderr)
     print(summary(bundle, manifest, bench))
     pending = manifest.target["primary_choice"].get("on_device")
     if pending:
