@@ -145,11 +145,15 @@ def _entropy_ranges(pre: Path, calib: list[dict], cache: Path) -> dict:
             "why": "quantize_static's default (128 for 128) leaves the KL search one candidate: the minmax range"}
 
 
-def _dynamic(src: Path, dst: Path, reduce_range: bool) -> None:
+def _dynamic(src: Path, dst: Path, reduce_range: bool, exclude: list[str] | None = None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                     op_types_to_quantize=list(COMPUTE_OPS), extra_options={"MatMulConstBOnly": True})
+                     op_types_to_quantize=list(COMPUTE_OPS),
+                     # dynamic mode first rewrites a Gemm as MatMul "<name>_MatMul" + Add, and excludes by
+                     # the rewritten name: a Gemm's own name alone would silently quantize it anyway
+                     nodes_to_exclude=[n for x in exclude or [] for n in (x, f"{x}_MatMul")],
+                     extra_options={"MatMulConstBOnly": True})
 
 
 def static_qdq(pre: Path, out_path: Path, calib: list[dict], method: str = "minmax", pct: float | None = None,
@@ -178,6 +182,8 @@ def quantize(work, out_path: Path) -> dict:
     from edgekit.profiles import Tolerance
 
     from .bias_correction import correct_qdq, correct_qdq_sequential
+    from .ort_dynamic_mixed import search as dynamic_search
+    from .ort_dynamic_mixed import target_cosine, worst_cosine
     from .ort_mixed import failures, float_outputs, noise, run, search
 
     from edgekit.calibration.methods import DEFAULT_PERCENTILE, resolve
@@ -280,7 +286,15 @@ def quantize(work, out_path: Path) -> dict:
         _dynamic(pre, out_path, reduce)
         info.update(mode="dynamic", weights="int8 per-channel symmetric" + bits, activations="uint8, per inference")
         if calib:
-            info["dynamic_on_calibration"] = _summary(ref, run(str(out_path), calib), classifier)
+            dyn_out = run(str(out_path), calib)
+            info["dynamic_on_calibration"] = _summary(ref, dyn_out, classifier)
+            if not has_conv and worst_cosine(ref, dyn_out) < target_cosine(tol.cosine_min):
+                # a transformer's few outlier layers: keep the fewest in float (ort_dynamic_mixed.py)
+                info["mixed_precision"] = dynamic_search(pre, out_path, calib, ref, tol.cosine_min,
+                                                         lambda s, d, ex: _dynamic(s, d, reduce, ex))
+                if info["mixed_precision"]["float_layers"]:
+                    info["mode"] = "dynamic, mixed precision"
+                    info["mixed_on_calibration"] = _summary(ref, run(str(out_path), calib), classifier)
     finally:
         pre.unlink(missing_ok=True)
         out_path.with_name(out_path.stem + ".analytical.onnx").unlink(missing_ok=True)

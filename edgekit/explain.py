@@ -30,6 +30,7 @@ def _metrics(d: dict | None) -> str:
 
 def _layer(r: dict) -> str:
     share = (f"alone {100 * r['noise_share_removed']:6.1f}%" if "noise_share_removed" in r
+             else f"alone float: worst cosine {r['cosine_alone_float']:.6f}" if "cosine_alone_float" in r
              else f"local error {r['local_error']:.4f}")
     return f"{r['node']:32s} {r['op']:12s} {share}"
 
@@ -95,7 +96,7 @@ def explain_artifact(a) -> list[str]:
         else:  # PT2E: ranked by local error in one pass, then the top k kept float
             lines.append("  worst-sample cosine on calibration by number of layers kept float: "
                          + ", ".join(f"{k}: {c}" for k, c in mp.get("cosine_by_float_layers", {}).items()))
-            how = "local error: relative error this layer adds to its input's, INT8 vs float"
+            how = mp.get("how") or "local error: relative error this layer adds to its input's, INT8 vs float"
         if kept or mp.get("float_layers_tried"):
             lines.append("  " + ("layers kept in float" if kept else "layers tried in float") + f", in order ({how}):")
             for r in kept or mp["float_layers_tried"]:

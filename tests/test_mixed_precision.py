@@ -90,6 +90,8 @@ def test_precision_and_explain_usage_errors(tmp_path, args, says):
     assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.litert
+@pytest.mark.executorch
 def test_precision_auto_on_the_host_target_picks_the_fastest_verified_candidate(tmp_path):
     p = edgekit("compile", "--target", "cpu", "--precision", "auto", "--out", tmp_path / "b")
     assert p.returncode == 0, p.stderr
