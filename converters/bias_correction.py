@@ -263,3 +263,71 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
     converted.recompile()
     return {"layers": len(seen), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
             "largest_shift_vs_bias": round(largest, 4)}
+
+
+def correct_pt2e_sequential(converted, float_graph, samples: list[tuple], budget_s: float = SEQUENTIAL_SECONDS) -> dict:
+    """The sequential correction for a converted PT2E graph (after correct_pt2e): layer by layer in
+    graph order, the quantized graph as corrected so far runs on the samples (stopping right after
+    the layer), and its float bias absorbs the per-channel mean difference between the layer's
+    output and the float graph's (float_graph: the prepared graph, BatchNorm folded; node names
+    match). In place; stops (and says so) after budget_s seconds."""
+    import time
+
+    import torch
+
+    from .fx_visit import visit_nodes
+
+    t0 = time.perf_counter()
+    float_names = {n.name for n, _ in _compute_nodes(float_graph)}
+    layers = [(n, kind) for n, kind in _compute_nodes(converted) if n.name in float_names
+              and len(n.args) > 2 and getattr(n.args[2], "op", None) == "get_attr"]
+    if not layers:
+        return {"layers": 0}
+    kinds = {n.name: kind for n, kind in layers}
+    ref: dict = {}
+
+    def record(n, _env, out):
+        ref[n.name] = ref.get(n.name, 0) + _channel_mean(out.detach().double().numpy(), kinds[n.name] == "linear")
+
+    visit_nodes(float_graph, samples, kinds, record)  # every layer's float output mean: one pass
+
+    class _Stop(Exception):
+        pass
+
+    done, largest = 0, 0.0
+    for node, kind in layers:
+        if time.perf_counter() - t0 > budget_s:
+            break
+        total = []
+
+        def tap(x, linear=kind == "linear"):
+            total.append(_channel_mean(x.detach().double().numpy(), linear))
+            raise _Stop  # the rest of the graph cannot change this layer's output
+
+        with converted.graph.inserting_after(node):
+            probe = converted.graph.call_function(tap, (node,))
+        converted.recompile()
+        try:
+            with torch.no_grad():
+                for args in samples:
+                    try:
+                        converted(*args)
+                    except _Stop:
+                        pass
+        finally:
+            converted.graph.erase_node(probe)
+            converted.recompile()
+        shift = sum(total) / len(total) - ref[node.name] / len(samples)
+        owner, last = _attr_owner(converted, node.args[2].target)
+        old = getattr(owner, last)
+        new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
+        setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
+        largest = max(largest, float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12)))
+        done += 1
+    converted.recompile()
+    return {"layers": done, "of": len(layers), "seconds": round(time.perf_counter() - t0, 1),
+            "method": "sequential: bias -= E[y_int8 - y_float] per output channel, layer by layer in graph order "
+                      "on the quantized prefix, over the calibration samples",
+            "largest_shift_vs_bias": round(largest, 4),
+            **({"stopped": f"time budget of {budget_s:.0f} s: {len(layers) - done} later layers keep the analytical "
+                           "correction only"} if done < len(layers) else {})}

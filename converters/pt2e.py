@@ -1,8 +1,8 @@
 """PT2E INT8 quantization shared by the LiteRT and ExecuTorch converters.
 
-Static INT8 (per-channel symmetric weights with bias correction (bias_correction.py), per-tensor
-activations from observers run over the calibration samples, ReLU6 quantized after the clamp) is
-tried first. When the quantized model, run in PyTorch on the calibration samples, misses the
+Static INT8 (per-channel symmetric weights with bias correction, analytical then sequential
+(bias_correction.py), per-tensor activations from observers run over the calibration samples,
+ReLU6 quantized after the clamp) is tried first. When the quantized model, run in PyTorch on the calibration samples, misses the
 profile's cosine tolerance against the float model, a CNN gets the mixed-precision search
 (pt2e_mixed.py: the most sensitive layers kept float); if that misses too, dynamic INT8 (weights INT8, activations
 quantized per inference), which transformers usually need, is tried too, and the closest to FP32
@@ -227,7 +227,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from .bias_correction import correct_pt2e, pt2e_float_weights
+    from .bias_correction import correct_pt2e, correct_pt2e_sequential, pt2e_float_weights
 
     float_out = _outputs(module, calib)
     info: dict = {"calibration_samples": len(calib), "weights": "int8 per-channel symmetric"}
@@ -248,6 +248,9 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         float_weights = pt2e_float_weights(prepared) if not dynamic else {}
         q = convert_pt2e(prepared, fold_quantize=fold_quantize)
         bc = correct_pt2e(q, float_weights, samples) if float_weights else None
+        if float_weights and float_graph is not None:
+            # the static graph only: the mixed search's rebuilds would each pay for it
+            info["bias_correction_sequential"] = correct_pt2e_sequential(q, float_graph, samples)
         quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
         return q, quantizer, quantized, bc, exported, float_graph
 

@@ -44,19 +44,33 @@ class Bundle:
         """The target's preferred artifact failed and a verified fallback is primary (CLI exit 12)."""
         return bool(self.manifest.target.get("primary_choice", {}).get("degraded"))
 
-    def bench(self, artifact: str | None = None, all: bool = False, threads: int = 1, **options) -> list[dict]:
+    def bench(self, artifact: str | None = None, all: bool = False, threads: int = 1, choose_primary: bool = False,
+              **options) -> list[dict]:
         """Benchmark on this machine, each artifact in a child process (edgekit.bench.bench_all's
-        options: shapes, warmup_s, min_runs, min_time_s, keep_samples, profile)."""
+        options: shapes, warmup_s, min_runs, min_time_s, keep_samples, profile). choose_primary: time
+        every usable artifact and make the fastest primary (`bench --all --choose-primary`; only where
+        this machine is the target)."""
         from .bench import bench_all
         from .errors import did_you_mean
 
         usable = [a.id for a in self.manifest.usable()]
         if artifact is not None and artifact not in usable:
             raise UsageError(f"no usable artifact {artifact!r} in {self.path}{did_you_mean(artifact, usable)}")
-        ids = [artifact] if artifact else usable if all else usable[:1]
+        if choose_primary:
+            from .primary import check_can_choose
+
+            check_can_choose(self.manifest, None)
+        ids = [artifact] if artifact else usable if all or choose_primary else usable[:1]
         if not ids:
             raise UsageError(f"{self.path} has no verified artifact to benchmark")
-        return bench_all(self.path, ids, threads, **options)
+        results = bench_all(self.path, ids, threads, **options)
+        if choose_primary:
+            from .bundle import open_bundle
+            from .primary import choose_primary as choose
+
+            choose(self.path, self.manifest, results)
+            self.manifest = open_bundle(self.path)
+        return results
 
     def load(self, artifact: str | None = None, **options):
         """A predictor (edgekit.load): the primary with its verified fallbacks, or exactly `artifact`."""
@@ -86,7 +100,7 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             out=None, *, weights=None, inputs: list[str] | None = None, verify_data=None, example=None,
             calibration=None, fallback_model=None, layout: str | None = None,
             calibration_method: str | None = None, percentile: float | None = None, distill: dict | None = None,
-            preflight: bool = True, selftest_samples: int | None = None) -> Bundle:
+            preflight: bool = True, selftest_samples: int | None = None, rank: bool = True) -> Bundle:
     """Compile `model` for `target` into a verified bundle at `out` (default build/MODEL-TARGET).
 
     model: a spec as `--model` takes it (builtin:NAME, file.py:factory, pkg.module:factory, a .onnx
@@ -96,6 +110,9 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
     temporary file: `edgekit debug` needs a model compiled from a file.
     verify_data, calibration, example: a path in any `--calibration` form, or arrays: one ndarray
     for a one-input model, or a dict of arrays named like the inputs (one sample or a stack).
+    rank: where this machine is the target (cpu) and a precision is named, time what was built and
+    make the fastest verified artifact primary, as `edgekit compile` does (False: keep the
+    preference order; the CLI ranks with its own bench options).
     The other options are `edgekit compile`'s, by the same names."""
     from .pipeline import compile_model
 
@@ -121,7 +138,10 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             percentile=percentile, distill=distill, inputs=inputs,
             verify_data=_as_file(verify_data, "verify", scratch), example=_as_file(example, "example", scratch),
             selftest_samples=selftest_samples)
-    return Bundle(bundle)
+    compiled = Bundle(bundle)
+    if rank and precision is not None and compiled.manifest.target.get("host_is_target") and compiled.primary:
+        compiled.bench(choose_primary=True)
+    return compiled
 
 
 def _is_torch_module(model) -> bool:

@@ -93,7 +93,7 @@ def test_litert_mixed_precision_repairs_the_outlier_and_explain_names_the_layer(
     arts = {a["id"]: a for a in json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"]}
     lt = arts["litert-int8"]
     q = lt["converter"]["quantization"]
-    assert q["static_cosine_on_calibration"] < 0.9 and q["mode"] == "static, mixed precision", q
+    assert q["static_cosine_on_calibration"] < 0.99 and q["mode"] == "static, mixed precision", q
     mp = q["mixed_precision"]
     assert mp["met"] and [r["module"] for r in mp["float_layers"]] == ["conv2 (Conv2d)"] and mp["layers"] == 3
     assert lt["verification"]["status"] == "passed"

@@ -83,7 +83,7 @@ def run(args) -> int:
                        calibration=args.calibration, fallback_model=args.fallback_model, layout=args.layout,
                        calibration_method=args.calibration_method, percentile=args.percentile,
                        distill=_distill_opts(args), preflight=not args.no_preflight,
-                       selftest_samples=args.selftest_samples)
+                       selftest_samples=args.selftest_samples, rank=False)  # ranked below, with the bench options
     bundle, manifest = compiled.path, compiled.manifest
     bench = {}
     auto = args.precision == "auto"
