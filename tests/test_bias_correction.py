@@ -72,7 +72,6 @@ def test_sequential_correction_removes_the_mean_shift_activation_rounding_causes
     step of ~0.6, and channels 1-7 (about 0.1 +- 0.03) all round to 0: the second layer's output
     mean moves by W2 @ 0.1. No weight-rounding correction can see that; the sequential one, which
     runs the quantized prefix, removes it (and not only on the calibration samples)."""
-    import onnx
     import torch
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
