@@ -69,7 +69,7 @@ def main() -> None:
 
     from edgekit.agreement import top1_stats
     from edgekit.converters.bias_correction import correct_qdq, correct_qdq_sequential
-    from edgekit.converters.ort_int8 import MAX_CALIBRATION_SAMPLES, static_qdq
+    from edgekit.converters.ort_int8 import MAX_CALIBRATION_SAMPLES, static_qdq, weight_range
     from edgekit.converters.ort_mixed import float_outputs
     from edgekit.envinfo import cpu_info
 
@@ -97,7 +97,7 @@ def main() -> None:
         for name, steps in (("edgekit static, no bias correction", ()), ("edgekit + analytical bc", ("a",)),
                             ("edgekit + analytical + sequential bc", ("a", "s"))):
             t0, path = time.perf_counter(), d / f"e{len(steps)}.onnx"
-            q = static_qdq(pre, path, calib)
+            q = static_qdq(pre, path, calib, reduce_range=weight_range()[0])  # 7-bit weights without VNNI, as compile
             float_outputs(q)  # as ort_int8 ships it
             if "a" in steps:
                 correct_qdq(q, str(pre), calib)

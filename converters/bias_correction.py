@@ -306,8 +306,8 @@ def correct_pt2e_sequential(converted, float_graph, samples: list[tuple], budget
 
         with converted.graph.inserting_after(node):
             probe = converted.graph.call_function(tap, (node,))
-        converted.recompile()
         try:
+            converted.recompile()
             with torch.no_grad():
                 for args in samples:
                     try:

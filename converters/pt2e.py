@@ -248,8 +248,10 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         float_weights = pt2e_float_weights(prepared) if not dynamic else {}
         q = convert_pt2e(prepared, fold_quantize=fold_quantize)
         bc = correct_pt2e(q, float_weights, samples) if float_weights else None
-        if float_weights and float_graph is not None:
-            # the static graph only: the mixed search's rebuilds would each pay for it
+        if float_weights and float_graph is not None and has_convolutions(exported):
+            # The static graph of a CNN only: the mixed search's rebuilds would each pay for it, and
+            # a transformer's static graph is rarely what ships (dynamic INT8 is), while a pass per
+            # linear layer over every bucket cost MiniLM minutes.
             info["bias_correction_sequential"] = correct_pt2e_sequential(q, float_graph, samples)
         quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
         return q, quantizer, quantized, bc, exported, float_graph

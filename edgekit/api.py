@@ -59,6 +59,8 @@ class Bundle:
         if choose_primary:
             from .primary import check_can_choose
 
+            if artifact is not None:
+                raise UsageError("choose_primary times every usable artifact: give it without artifact")
             check_can_choose(self.manifest, None)
         ids = [artifact] if artifact else usable if all or choose_primary else usable[:1]
         if not ids:

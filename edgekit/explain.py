@@ -77,7 +77,7 @@ def explain_artifact(a) -> list[str]:
                      f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias")
     seq = q.get("bias_correction_sequential") or {}
     if seq.get("layers"):
-        lines.append(f"  then {seq['method']}: {seq['layers']} of {seq['of']} layers in {seq['seconds']} s; largest "
+        lines.append(f"  static graph, then {seq['method']}: {seq['layers']} of {seq['of']} layers in {seq['seconds']} s; largest "
                      f"shift {100 * seq['largest_shift_vs_bias']:.1f}% of that layer's largest bias"
                      + (f"; {seq['stopped']}" if seq.get("stopped") else ""))
     for miss in q.get("static_missed", []):
@@ -88,6 +88,10 @@ def explain_artifact(a) -> list[str]:
         lines.append(f"  mixed precision: {len(kept)} of {mp['layers']} quantized layers kept in float "
                      f"(search: {mp.get('search_seconds')} s, {mp.get('evaluated')} combinations run)"
                      if kept else f"  mixed precision gave up: {mp.get('gave_up')}")
+        mseq = mp.get("bias_correction_sequential")
+        if mseq:
+            lines.append("  mixed graph: sequential bias correction of its INT8 layers "
+                         + ("kept (lower noise on calibration)" if mseq.get("kept") else "not kept (it did not help)"))
         if "int8_noise" in mp:  # ONNX Runtime: ranked float-one-layer-at-a-time
             lines.append(f"  INT8 output noise (noise/signal energy) {mp['int8_noise']:.6f} -> {mp['mixed_noise']:.6f}"
                          f" with {'those layers' if kept else 'the layers tried'} in float")

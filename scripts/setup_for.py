@@ -30,24 +30,32 @@ def target_sets(precision: bool = False) -> dict[str, str]:
     return out
 
 
-def bundle_target(arg: str) -> str | None:
-    """A bundle folder named on the command line (bench, verify, debug, report ...): its target's name,
-    so the runtimes its artifacts need get installed."""
+def bundle_manifest(arg: str) -> dict | None:
+    """A bundle folder named on the command line (bench, verify, debug, report ...): its manifest, so
+    the runtimes its artifacts need get installed."""
     import json
 
     manifest = Path(arg) / "manifest.json"
     try:
-        return json.loads(manifest.read_text())["target"]["name"] if manifest.is_file() else None
+        m = json.loads(manifest.read_text()) if manifest.is_file() else None
+        return m if m and m["target"]["name"] else None
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not a bundle edgekit can read: edgekit itself will say why
+
+
+# Runtimes a target may build on request only (cpu's ExecuTorch and LiteRT): a bundle holding one
+# needs its target's precision_setup set.
+ON_REQUEST_RUNTIMES = ("executorch", "litert")
 
 
 def needed(args: list[str]) -> str:
     if args[:1] == ["device"]:  # `device start arm64 --target rpi` names a target for its CPU only
         return OTHERS["device"]
-    precision = any(a == "--precision" or a.startswith("--precision=") for a in args)
+    bundles = [m for a in args if (m := bundle_manifest(a))]
+    precision = any(a == "--precision" or a.startswith("--precision=") for a in args) or any(
+        isinstance(art, dict) and art.get("runtime") in ON_REQUEST_RUNTIMES for m in bundles for art in m.get("artifacts", []))
     sets = {**target_sets(precision), **OTHERS}
-    names = [a.split("=", 1)[-1] for a in args] + [t for a in args if (t := bundle_target(a))]
+    names = [a.split("=", 1)[-1] for a in args] + [m["target"]["name"] for m in bundles]
     found = {sets[n] for n in names if n in sets} - {"cpu"}
     return found.pop() if len(found) == 1 else "dev" if found else "cpu"
 
