@@ -119,11 +119,13 @@ def test_check_onnx_source_with_function_ops(tmp_path):
     no_traceback(p)
 
 
+@needs(*MOBILE)  # cpu checks its on-request ExecuTorch and LiteRT candidates too
 def test_check_default_model_has_no_false_alarm():
-    # 5: the three default candidates and the on-request ONNX Runtime INT8 and FP16
+    # 9: the three default candidates and the on-request ones (ONNX Runtime INT8 and FP16, ExecuTorch and
+    # LiteRT FP32 and INT8)
     p = edgekit("check", "--target", "cpu")  # the default model (digits CNN)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("[ok  ]") == 5 and "FAIL" not in p.stdout, p.stdout
+    assert p.stdout.count("[ok  ]") == 9 and "FAIL" not in p.stdout, p.stdout
 
 
 @needs(*MOBILE)
