@@ -88,6 +88,36 @@ def _output_mean(stacked: np.ndarray, gemm: bool) -> np.ndarray:
     return _channel_mean(stacked.reshape(-1, *stacked.shape[2:]), gemm)
 
 
+def _write_int32_bias(init, values: np.ndarray) -> None:
+    """Store corrected int32 bias values (already rounded) in an ONNX initializer, saturated."""
+    from onnx import numpy_helper
+
+    info = np.iinfo(np.int32)
+    init.CopyFrom(numpy_helper.from_array(np.clip(values, info.min, info.max).astype(np.int32), init.name))
+
+
+def _shift_pt2e_bias(converted, node, shift: np.ndarray) -> float:
+    """bias -= shift on a converted PT2E conv/linear node's float bias attribute; returns the
+    largest shift relative to the layer's largest bias."""
+    import torch
+
+    owner, last = _attr_owner(converted, node.args[2].target)
+    old = getattr(owner, last)
+    new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
+    # A new tensor, not an in-place edit: a Linear's bias can share storage with the model.
+    setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
+    return float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12))
+
+
+def _sequential_report(done: int, total: int, seconds: float, largest: float, budget_s: float) -> dict:
+    return {"layers": done, "of": total, "seconds": round(seconds, 1),
+            "method": "sequential: bias -= E[y_int8 - y_float] per output channel, layer by layer in graph order "
+                      "on the quantized prefix, over the calibration samples",
+            "largest_shift_vs_bias": round(largest, 4),
+            **({"stopped": f"time budget of {budget_s:.0f} s: {total - done} later layers keep the analytical "
+                           "correction only"} if done < total else {})}
+
+
 SEQUENTIAL_SECONDS = 600.0  # a model too large to correct every layer in this time keeps the rest analytical
 
 
@@ -115,7 +145,6 @@ def correct_qdq_sequential(qdq, float_path: str, samples: list[dict], budget_s: 
     # The float graph's layer outputs: one run for all of them.
     ref = run(_with_outputs(float_model, [float_nodes[n.name].output[0] for n, _ in layers]), samples)
     done, largest = 0, 0.0
-    info = np.iinfo(np.int32)
     for node, (bias_dq, bias_init) in layers:
         if time.perf_counter() - t0 > budget_s:
             break
@@ -124,16 +153,10 @@ def correct_qdq_sequential(qdq, float_path: str, samples: list[dict], budget_s: 
         shift = _output_mean(out, gemm) - _output_mean(ref[float_nodes[node.name].output[0]], gemm)
         bias_q = numpy_helper.to_array(bias_init).astype(np.float64)
         scale = numpy_helper.to_array(inits[bias_dq.input[1]]).astype(np.float64)
-        bias_init.CopyFrom(numpy_helper.from_array(
-            np.clip(np.round(bias_q - shift / scale), info.min, info.max).astype(np.int32), bias_dq.input[0]))
+        _write_int32_bias(bias_init, np.round(bias_q - shift / scale))
         largest = max(largest, float(np.abs(shift).max() / (np.abs(bias_q * scale).max() + 1e-12)))
         done += 1
-    return {"layers": done, "of": len(layers), "seconds": round(time.perf_counter() - t0, 1),
-            "method": "sequential: bias -= E[y_int8 - y_float] per output channel, layer by layer in graph order "
-                      "on the quantized prefix, over the calibration samples",
-            "largest_shift_vs_bias": round(largest, 4),
-            **({"stopped": f"time budget of {budget_s:.0f} s: {len(layers) - done} later layers keep the analytical "
-                           "correction only"} if done < len(layers) else {})}
+    return _sequential_report(done, len(layers), time.perf_counter() - t0, largest, budget_s)
 
 
 def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
@@ -184,10 +207,7 @@ def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
         batch = acts[x].reshape(-1, *acts[x].shape[2:])  # run() stacks samples: [samples, batch, ...]
         shift = delta_bias(dw, _channel_mean(batch, node.op_type == "Gemm"), _attr(node, "group", 1),
                            bool(_attr(node, "transB", 0)))
-        corrected = np.round((bias - shift) / bias_scale)
-        info = np.iinfo(np.int32)
-        inits[bias_dq.input[0]].CopyFrom(numpy_helper.from_array(
-            np.clip(corrected, info.min, info.max).astype(np.int32), bias_dq.input[0]))
+        _write_int32_bias(inits[bias_dq.input[0]], np.round((bias - shift) / bias_scale))
         largest = max(largest, float(np.abs(shift).max() / (np.abs(bias).max() + 1e-12)))
     return {"layers": len(layers), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
             "largest_shift_vs_bias": round(largest, 4)}
@@ -228,7 +248,6 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
     """Correct, in place, the float biases of a converted PT2E graph's conv/linear layers for the
     rounding of their INT8 weights. E[x] is the layer's actual (dequantized) input over the samples
     (tuples of positional tensors)."""
-    import torch
 
     from .fx_visit import visit_nodes
 
@@ -254,12 +273,7 @@ def correct_pt2e(converted, float_weights: dict, samples: list[tuple]) -> dict:
             continue
         groups = int(node.args[6]) if kind == "conv" and len(node.args) > 6 else 1
         shift = delta_bias(dw, sums[name] / len(samples), groups)
-        owner, last = _attr_owner(converted, node.args[2].target)
-        old = getattr(owner, last)
-        new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
-        # A new tensor, not an in-place edit: a Linear's bias can share storage with the model.
-        setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
-        largest = max(largest, float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12)))
+        largest = max(largest, _shift_pt2e_bias(converted, node, shift))
     converted.recompile()
     return {"layers": len(seen), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
             "largest_shift_vs_bias": round(largest, 4)}
@@ -318,16 +332,6 @@ def correct_pt2e_sequential(converted, float_graph, samples: list[tuple], budget
             converted.graph.erase_node(probe)
             converted.recompile()
         shift = sum(total) / len(total) - ref[node.name] / len(samples)
-        owner, last = _attr_owner(converted, node.args[2].target)
-        old = getattr(owner, last)
-        new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
-        setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
-        largest = max(largest, float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12)))
+        largest = max(largest, _shift_pt2e_bias(converted, node, shift))
         done += 1
-    converted.recompile()
-    return {"layers": done, "of": len(layers), "seconds": round(time.perf_counter() - t0, 1),
-            "method": "sequential: bias -= E[y_int8 - y_float] per output channel, layer by layer in graph order "
-                      "on the quantized prefix, over the calibration samples",
-            "largest_shift_vs_bias": round(largest, 4),
-            **({"stopped": f"time budget of {budget_s:.0f} s: {len(layers) - done} later layers keep the analytical "
-                           "correction only"} if done < len(layers) else {})}
+    return _sequential_report(done, len(layers), time.perf_counter() - t0, largest, budget_s)
