@@ -11,8 +11,12 @@ marked FAILED (their speed says what the accuracy loss would have bought). These
 timings (x86-64 here): for `android` they rank precisions on this CPU, they do not say what a
 phone's kernels will do.
 
+With --qat [STEPS], each model is also compiled with `--precision int8 --qat STEPS` into a second
+bundle (MODEL-TARGET-qat); its INT8 artifacts (quantization-aware fine-tuned where the converter
+can, marked "qat" in the mode column) are timed in the same runs against the same FP32 artifacts.
+
     .venv/bin/python benchmarks/precisions.py [--targets cpu android]
-        [--models digits efficientnet-lite0] [--blocks 20] [--recompile]
+        [--models digits efficientnet-lite0] [--blocks 20] [--recompile] [--qat [STEPS]]
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def mode(art) -> str:
     if art.precision == "fp16":  # weights are float16; the arithmetic is each runtime's (converter info)
         return f"fp16 weights, {(art.converter.get('fp16') or {}).get('arithmetic', '?')} math"
     q = art.converter.get("quantization") or art.converter
-    m = q.get("mode", "?")
+    m = ("qat " if q.get("qat") else "") + q.get("mode", "?")
     if "mixed" in m:
         mp = q.get("mixed_precision") or {}
         kept = mp.get("float_layers") or mp.get("float_layers_tried") or []
@@ -54,10 +58,13 @@ def verification(art) -> tuple[str, str]:
     return (f"{cos:.6f}" if cos is not None else "-"), top1
 
 
-def compare_runtime(arts, bundle: Path, feed: dict, args) -> list[dict]:
-    """Rows for one runtime's artifacts, each timed against that runtime's FP32 artifact (the reference)."""
+def compare_runtime(arts: list[tuple], feed: dict, args) -> list[dict]:
+    """Rows for one runtime's (artifact, its bundle folder) pairs, each timed against that runtime's
+    FP32 artifact (the reference)."""
     from edgekit.runtimes import open_runner
 
+    where = {id(a): bundle for a, bundle in arts}
+    arts = [a for a, _ in arts]
     fp32 = [a for a in arts if a.precision == "fp32" and a.role in ("primary", "fallback")]
     ref = next((a for a in fp32 if a.id == f"{a.runtime}-fp32"), fp32[0] if fp32 else None)
     rows, base = [], None
@@ -68,7 +75,8 @@ def compare_runtime(arts, bundle: Path, feed: dict, args) -> list[dict]:
                or (f"no verified FP32 artifact on {a.runtime} to compare with" if ref is None else None)
                or (f"its FP32 reference {ref.id} cannot run here" if a is not ref and base is None else None))
         try:
-            runner = None if why else open_runner(a.runtime, bundle / a.path, 1, a.inputs, a.outputs, a.input_layout)
+            runner = None if why else open_runner(a.runtime, where[id(a)] / a.path, 1, a.inputs, a.outputs,
+                                                  a.input_layout)
             if runner is not None and runner.timed_runs(feed, 1, 0) is not None:
                 why = "its runtime runs in another process; this benchmark times in-process runtimes only"
         except Exception as e:  # noqa: BLE001 — a runtime missing or refusing the file: say so, go on
@@ -78,7 +86,8 @@ def compare_runtime(arts, bundle: Path, feed: dict, args) -> list[dict]:
             getattr(runner, "close", lambda: None)()
             continue
         cos, top1 = verification(a)
-        rows.append({"runtime": a.runtime, "id": a.id, "precision": a.precision,
+        rows.append({"runtime": a.runtime, "id": ("qat/" if where[id(a)] != where[id(ref)] else "") + a.id,
+                     "precision": a.precision,
                      "mode": mode(a) + (" FAILED" if a.verification.status == "failed" else ""),
                      "kb": a.size_bytes / 1024, "size": a.size_bytes / ref.size_bytes, "cos": cos, "top1": top1})
         if a is ref:
@@ -103,6 +112,8 @@ def main() -> None:
     ap.add_argument("--block-seconds", type=float, default=0.25, help="seconds per segment (4 segments a block)")
     ap.add_argument("--out", default="build/bench")
     ap.add_argument("--recompile", action="store_true", help="compile even when a bundle of these weights exists")
+    ap.add_argument("--qat", nargs="?", type=int, const=300, metavar="STEPS",
+                    help="also compile INT8 with quantization-aware fine-tuning (STEPS, default 300) and compare it")
     args = ap.parse_args()
 
     from edgekit.errors import EdgekitError
@@ -119,10 +130,18 @@ def main() -> None:
                 continue
             for f in manifest.failed_candidates:
                 print(f"  skip {f['id']}: not built ({f['stage']}): {f['error'].splitlines()[0][:160]}", flush=True)
+            arts = [(a, out) for a in manifest.artifacts]
+            if args.qat:
+                qout = Path(args.out) / f"{name}-{target}-qat"
+                print(f"{name} on {target}, INT8 with --qat {args.qat} ({qout}):", flush=True)
+                try:
+                    _, qmanifest = cached_bundle(name, target, qout, "int8", args.recompile, qat=args.qat)
+                    arts += [(a, qout) for a in qmanifest.artifacts if a.precision == "int8"]
+                except EdgekitError as e:
+                    print(f"  skip: {e.message}", flush=True)
             rows = []
-            for rt in dict.fromkeys(a.runtime for a in manifest.artifacts):
-                rows += compare_runtime([a for a in manifest.artifacts if a.runtime == rt], out,
-                                        src.verify_inputs[0], args)
+            for rt in dict.fromkeys(a.runtime for a, _ in arts):
+                rows += compare_runtime([p for p in arts if p[0].runtime == rt], src.verify_inputs[0], args)
             tables.append((name, target, rows))
 
     print("\nratios to the FP32 artifact on the same runtime, 1 thread, interleaved, on this host (lower is better)")

@@ -40,6 +40,8 @@ class Converter:
     # "buckets" always builds one static artifact per verification shape (edgekit.steps.build_buckets).
     # Verification at every shape decides either way.
     shape_support: str = "buckets"
+    # It fine-tunes its INT8 graph with `compile --qat` (quantization-aware, converters/qat.py).
+    qat: bool = False
 
     @property
     def source_kinds(self) -> tuple[str, ...]:

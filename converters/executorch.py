@@ -193,4 +193,5 @@ def convert(work, candidate, out_path: Path) -> ConvertResult:
 
 # FP32 keeps dynamic dims; PT2E's static INT8 failed on BERT's symbolic views (KeyError: view): buckets then.
 CONVERTER = Converter(name="executorch", format="pte", suffix=".pte", toolchains=("torch", "executorch"),
-                      convert=convert, preflight=preflight, shape_support="try")
+                      convert=convert, preflight=preflight, shape_support="try",
+                      qat=True)

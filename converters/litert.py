@@ -145,4 +145,5 @@ def preflight(ctx) -> dict:
 
 
 CONVERTER = Converter(name="litert", format="tflite", suffix=".tflite", toolchains=("torch", "litert-torch"),
-                      convert=convert, preflight=preflight, shape_support="try")
+                      convert=convert, preflight=preflight, shape_support="try",
+                      qat=True)

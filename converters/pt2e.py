@@ -59,7 +59,8 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
     calib, calib_source = calibration_samples(work, src)
     if to_artifact:
         calib = [to_artifact(s) for s in calib]
-    module, quantizer, qinfo = quantize(module, example, calib, make_quantizer, work.tolerance["cosine_min"], **kw)
+    module, quantizer, qinfo = quantize(module, example, calib, make_quantizer, work.tolerance["cosine_min"],
+                                        qat_steps=work.qat_steps, **kw)
     qinfo["calibration"] = calib_source
     qinfo["calibration_method"] = method
     return module, quantizer, {"quantization": qinfo}
@@ -68,6 +69,12 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
 def _is_float(node) -> bool:
     val = getattr(node, "meta", {}).get("val")
     return getattr(val, "dtype", None) is not None and val.dtype.is_floating_point
+
+
+def _is_tensor(node) -> bool:
+    """A tensor value, not a size: with a dynamic dim, `view(x, [sym_size(x, 0), -1])` reads a SymInt
+    node, which says nothing about whether the op computes in float."""
+    return getattr(getattr(node, "meta", {}).get("val"), "dtype", None) is not None
 
 
 def _keep_integer_math_integer(model):
@@ -156,7 +163,7 @@ def float_only(inner, keep_float: frozenset = frozenset()):
             for node in model.graph.nodes:
                 ann = node.meta.get("quantization_annotation")
                 if ann is not None and (node.name in keep_float or not (
-                        all(_is_float(i) for i in node.all_input_nodes) and _is_float(node))):
+                        all(_is_float(i) for i in node.all_input_nodes if _is_tensor(i)) and _is_float(node))):
                     ann.input_qspec_map = {}
                     ann.output_qspec = None
             _read_in_float(model, keep_float)
@@ -214,14 +221,16 @@ def has_convolutions(graph_module) -> str | None:
 
 def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
              fold_quantize: bool = True, dynamic_unsupported=None, mixed_precision: str | None = None,
-             dynamic_shapes=None):
+             dynamic_shapes=None, qat_steps: int | None = None):
     """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
     toolchain's own quantizer, so its observers and kernels match the backend that runs the model.
     dynamic_unsupported(exported graph) -> reason or None: where the backend cannot run dynamic INT8,
     a static result below the tolerance ships with that reason recorded (held-out verification then
     decides) instead of an artifact that would crash. mixed_precision: None, or why this backend
     cannot take the mixed-precision search's graphs (recorded, the search is skipped). dynamic_shapes:
-    torch.export's, for a model with dynamic dims (the quantized graph keeps them symbolic)."""
+    torch.export's, for a model with dynamic dims (the quantized graph keeps them symbolic).
+    qat_steps: fine-tune the static graph this many steps first (qat.py; the mixed-precision search's
+    rebuilds and dynamic INT8 stay post-training)."""
     import copy
 
     import torch
@@ -230,6 +239,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     from .bias_correction import correct_pt2e, correct_pt2e_sequential, pt2e_float_weights
 
     float_out = _outputs(module, calib)
+    teacher = module  # the FP32 model, before its embeddings are made INT8 below
     info: dict = {"calibration_samples": len(calib), "weights": "int8 per-channel symmetric"}
     module = copy.deepcopy(module)
     tables = int8_embeddings(module)
@@ -237,7 +247,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         info["embeddings"] = f"{tables} table(s) stored int8, one scale per row, dequantized after lookup"
     samples = [torch_args(s) for s in calib]
 
-    def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False):
+    def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False, qat: bool = False):
         exported = torch.export.export(module, torch_args(example), dynamic_shapes=dynamic_shapes).module()
         quantizer = make_quantizer(dynamic)
         prepared = prepare_pt2e(exported, float_only(quantizer, keep_float))
@@ -245,10 +255,16 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
             for args in samples[:1] if dynamic else samples:  # observers record activation ranges
                 prepared(*args)
         float_graph = copy.deepcopy(prepared) if want_float_graph else None  # BatchNorm folded, float
-        float_weights = pt2e_float_weights(prepared) if not dynamic else {}
+        if qat:
+            from .qat import finetune
+
+            info["qat"] = finetune(prepared, teacher, samples, steps=qat_steps)
+        # The analytical correction's reference is the graph's own float weights: after fine-tuning,
+        # no longer the FP32 model's (the sequential one's reference, float_graph, still is).
+        float_weights = pt2e_float_weights(prepared) if not dynamic and not qat else {}
         q = convert_pt2e(prepared, fold_quantize=fold_quantize)
         bc = correct_pt2e(q, float_weights, samples) if float_weights else None
-        if float_weights and float_graph is not None and has_convolutions(exported):
+        if not dynamic and float_graph is not None and has_convolutions(exported):
             # The static graph of a CNN only: the mixed search's rebuilds would each pay for it, and
             # a transformer's static graph is rarely what ships (dynamic INT8 is), while a pass per
             # linear layer over every bucket cost MiniLM minutes.
@@ -256,7 +272,8 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         quantized = sum(1 for n in q.graph.nodes if n.op == "call_function" and "dequantize" in str(n.target))
         return q, quantizer, quantized, bc, exported, float_graph
 
-    q, quantizer, quantized, info["bias_correction"], exported, float_graph = build(False, want_float_graph=True)
+    q, quantizer, quantized, info["bias_correction"], exported, float_graph = build(
+        False, want_float_graph=True, qat=bool(qat_steps))
     if not quantized and not tables:  # an "INT8" artifact that is FP32 inside would be a lie
         ops = sorted({str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
                       for n in exported.graph.nodes if n.op == "call_function"})[:8]

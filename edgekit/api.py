@@ -102,7 +102,8 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             out=None, *, weights=None, inputs: list[str] | None = None, verify_data=None, example=None,
             calibration=None, fallback_model=None, layout: str | None = None,
             calibration_method: str | None = None, percentile: float | None = None, distill: dict | None = None,
-            preflight: bool = True, selftest_samples: int | None = None, rank: bool = True) -> Bundle:
+            preflight: bool = True, selftest_samples: int | None = None, rank: bool = True,
+            qat: int | None = None) -> Bundle:
     """Compile `model` for `target` into a verified bundle at `out` (default build/MODEL-TARGET).
 
     model: a spec as `--model` takes it (builtin:NAME, file.py:factory, pkg.module:factory, a .onnx
@@ -115,9 +116,13 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
     rank: where this machine is the target (cpu) and a precision is named, time what was built and
     make the fastest verified artifact primary, as `edgekit compile` does (False: keep the
     preference order; the CLI ranks with its own bench options).
+    qat: fine-tuning steps for the INT8 candidates whose converter can (compile --qat STEPS;
+    converters.qat.STEPS is the CLI's default); without a precision it builds INT8.
     The other options are `edgekit compile`'s, by the same names."""
     from .pipeline import compile_model
 
+    if qat is not None and precision is None:
+        precision = "int8"
     with ExitStack() as stack:
         tmp = None
 
@@ -139,7 +144,7 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
             layout=layout, op_check=preflight, precision=precision, calibration_method=calibration_method,
             percentile=percentile, distill=distill, inputs=inputs,
             verify_data=_as_file(verify_data, "verify", scratch), example=_as_file(example, "example", scratch),
-            selftest_samples=selftest_samples)
+            selftest_samples=selftest_samples, qat=qat)
     compiled = Bundle(bundle)
     if rank and precision is not None and compiled.manifest.target.get("host_is_target") and compiled.primary:
         compiled.bench(choose_primary=True)

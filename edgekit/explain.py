@@ -71,7 +71,12 @@ def explain_artifact(a) -> list[str]:
     for key in ("static_cosine_on_calibration", "mixed_cosine_on_calibration", "dynamic_cosine_on_calibration"):
         if q.get(key) is not None:
             lines.append(f"  {key.replace('_', ' ')}: {q[key]}")
-    if q.get("bias_correction", {}).get("layers"):
+    if q.get("qat"):
+        t = q["qat"]
+        lines.append(f"  quantization-aware fine-tuning: {t['steps']} of {t['of']} steps of {t['batch']} in {t['seconds']} s "
+                     f"on {t['data']}; {t['loss']}: {t['loss_first_step']} -> {t['loss_last_step']}"
+                     + (f"; {t['stopped']}" if t.get("stopped") else ""))
+    if (q.get("bias_correction") or {}).get("layers"):
         bc = q["bias_correction"]
         lines.append(f"  bias correction: {bc['layers']} layers ({bc['method']}); largest shift "
                      f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias")

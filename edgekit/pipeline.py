@@ -23,7 +23,7 @@ from .findings import finding, rewrite_for, where
 from .opcheck import failure_message
 from .sources import DEFAULT_MODEL, preflight, require_real_values
 from .steps import load_samples, save_samples
-from .targets import get_profile
+from .targets import all_profiles, get_profile
 
 SELFTEST_SAMPLES = 4
 
@@ -38,7 +38,8 @@ def default_out(spec: str, target: str) -> Path:
 
 
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
-               trust_preflight: bool = True, calibration_method: dict | None = None) -> tuple[list, list]:
+               trust_preflight: bool = True, calibration_method: dict | None = None,
+               qat_steps: int | None = None) -> tuple[list, list]:
     """Convert + verify each candidate in its own child process; (artifacts, failed candidates).
     trust_preflight: a candidate the op check says cannot convert is recorded as failed, not tried."""
     artifacts, failed = [], []
@@ -72,7 +73,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                             "workdir": str(work), "out_path": str(writer.path(rel)),
                             "tolerance": profile.tolerance(c.precision).to_dict(),
                             "min_delegated_flops_share": profile.min_delegated_flops_share,
-                            "calibration_method": calibration_method}, logs)
+                            "calibration_method": calibration_method,
+                            "qat_steps": qat_steps if c.precision == "int8" else None}, logs)
         except EdgekitError as e:
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
@@ -189,6 +191,19 @@ def _with_layout(profile, layout: str | None):
         if c.converter in LAYOUT_CONVERTERS else c for c in profile.candidates))
 
 
+def _check_qat(profile, steps: int) -> None:
+    """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none)."""
+    if steps < 1:
+        raise UsageError(f"--qat {steps}: the number of fine-tuning steps must be at least 1 (default: leave it out)")
+    able = [c for c in profile.candidates if c.precision == "int8" and converters.get(c.converter).qat]
+    if not able:
+        qat_targets = sorted(p.name for p in all_profiles() if any(
+            c.precision == "int8" and converters.get(c.converter).qat for c in p.candidates))
+        raise UsageError(f"--qat fine-tunes INT8 candidates of the LiteRT and ExecuTorch converters; target "
+                         f"{profile.name!r} builds none with these options",
+                         hint=f"targets that have them: {', '.join(qat_targets)} (with --precision int8 or auto)")
+
+
 def _lacking_calibration_method(profile, method: str | None) -> dict[str, str]:
     """{candidate id: why} for the INT8 candidates whose quantizer lacks `method`. When every INT8
     candidate lacks it, the request cannot be met at all: a usage error, before the model is loaded."""
@@ -211,13 +226,20 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   precision: str | None = None, calibration_method: str | None = None,
                   percentile: float | None = None, distill: dict | None = None,
                   inputs: list[str] | None = None, verify_data: str | None = None,
-                  example: str | None = None, selftest_samples: int | None = None) -> tuple[Path, Manifest]:
-    """distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
+                  example: str | None = None, selftest_samples: int | None = None,
+                  qat: int | None = None) -> tuple[Path, Manifest]:
+    """qat: fine-tune the INT8 candidates whose converter can (LiteRT, ExecuTorch) this many steps
+    (converters/qat.py); without a precision it builds INT8 (on-request candidates included).
+    distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
     student) from the teacher first (compile --distill-from), then compile it with those weights.
     selftest_samples: held-out samples kept as the bundle's self-test vectors (default 4)."""
     spec = spec or DEFAULT_MODEL
+    if qat is not None and precision is None:
+        precision = "int8"  # fine-tuning is for INT8: build those, the on-request ones included
     # Unknown target or a precision it lacks fails here, before any work.
     profile = _with_layout(get_profile(target).for_precision(precision), layout)
+    if qat is not None:
+        _check_qat(profile, qat)
     if distill:  # first: --weights with --distill-from is a conflict, whatever the weights file
         from .distill import check_stage
 
@@ -264,14 +286,14 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
                              calibration, layout, op_check, method, distill, inputs, verify_data, example,
-                             selftest_samples)
+                             selftest_samples, qat)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
                   calibration, layout, op_check, method, distill, inputs=None,
-                  verify_data=None, example=None, selftest_samples=None) -> tuple[Path, Manifest]:
+                  verify_data=None, example=None, selftest_samples=None, qat=None) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(converters.get(c.converter).needs_onnx for c in candidates)
@@ -295,7 +317,7 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
 
     _say_preflight(profile, info)
     artifacts, failed = _build_all(candidates, info, work, writer, logs, profile, trust_preflight=op_check,
-                                   calibration_method=method)
+                                   calibration_method=method, qat_steps=qat)
     failed = skipped + failed
     if fallback_model:
         extra, extra_failed = _fallback_model(fallback_model, info, candidates, writer, logs, profile)

@@ -21,6 +21,8 @@ class Work:
     # compile --calibration-method/--percentile: {"method": ..., "percentile": ...}; None = each
     # quantizer's default (calibration/methods.py)
     calibration_method: dict | None = None
+    # compile --qat STEPS: fine-tune INT8 graphs this many steps (converters/qat.py); None = post-training only
+    qat_steps: int | None = None
     # One shape bucket of a model with dynamic dims ({dim: size}), for a converter whose artifacts are
     # static: the ONNX, the model's input specs and the samples it sees are all at that shape.
     point: dict | None = None

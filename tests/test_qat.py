@@ -1,0 +1,84 @@
+"""Quantization-aware fine-tuning (compile --qat, converters/qat.py) of the PT2E INT8 graph: the
+frozen fake quantizers reproduce the post-training graph exactly before training, fine-tuning
+lowers the error against the FP32 model on samples it never saw, and the CLI records it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import edgekit, import_file
+from test_pt2e_int8 import GALLERY, _samples
+
+pytestmark = [pytest.mark.executorch]
+
+
+def _prepared(model, example, calib):
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgekit.converters import pt2e
+    from edgekit.converters.executorch import _quantizer
+
+    exported = torch.export.export(model, (torch.from_numpy(example["x"]),)).module()
+    prepared = prepare_pt2e(exported, pt2e.float_only(_quantizer(False)))
+    with torch.no_grad():
+        for s in calib:
+            prepared(torch.from_numpy(s["x"]))
+    return prepared
+
+
+def test_fake_quantizers_start_where_calibration_ended_and_fine_tuning_helps_held_out():
+    import copy
+
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from edgekit.converters import pt2e, qat
+
+    model, example = import_file(GALLERY).relu6()
+    calib, held_out = _samples(32, 0), _samples(32, 1)
+    prepared = _prepared(model, example, calib)
+    ptq = convert_pt2e(copy.deepcopy(prepared))
+    swapped = qat.freeze_observers_as_fake_quant(prepared)
+    assert swapped > 4
+    # Before any step, the fake-quantized graph is the post-training INT8 graph (same qparams).
+    fq_out, ptq_out = pt2e._outputs(prepared, held_out), pt2e._outputs(ptq, held_out)
+    assert np.abs(fq_out - ptq_out).max() <= 1e-3 * np.abs(ptq_out).max()
+
+    prepared = _prepared(model, example, calib)
+    record = qat.finetune(prepared, model, [(torch.from_numpy(s["x"]),) for s in calib], steps=40)
+    assert record["steps"] == 40 and record["loss_last_step"] < record["loss_first_step"]
+    assert record["data"].startswith("32 calibration samples, blended")
+    tuned = convert_pt2e(prepared)
+    ref = pt2e._outputs(model, held_out)
+    err_ptq, err_qat = (float(np.std(pt2e._outputs(m, held_out) - ref)) for m in (ptq, tuned))
+    assert err_qat < 0.9 * err_ptq, (err_qat, err_ptq)
+
+
+def test_qat_needs_a_fine_tuning_int8_candidate(tmp_path):
+    r = edgekit("compile", "--target", "browser", "--qat", "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "--qat fine-tunes INT8 candidates" in r.stderr
+    assert "targets that have them: android, cpu" in r.stderr
+    assert not (tmp_path / "b").exists()
+    r = edgekit("compile", "--target", "android", "--qat", "0", "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and not (tmp_path / "b").exists()
+
+
+@pytest.mark.litert
+def test_compile_qat_records_the_fine_tuning_and_verifies_against_fp32(tmp_path):
+    out = tmp_path / "qat"
+    r = edgekit("compile", "--model", "builtin:digits", "--target", "android", "--precision", "int8",
+                "--qat", "30", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    tuned = [a for a in manifest["artifacts"] if (a["converter"].get("quantization") or {}).get("qat")]
+    assert {a["runtime"] for a in tuned} == {"litert", "executorch"}
+    for a in tuned:
+        record = a["converter"]["quantization"]["qat"]
+        assert record["steps"] == 30 and record["loss_last_step"] < record["loss_first_step"]
+        v = a["verification"]
+        assert v["status"] == "passed" and v["samples"] == 397  # judged against the FP32 model, held out
+    r = edgekit("explain", str(out), "--artifact", tuned[0]["id"])
+    assert r.returncode == 0 and "quantization-aware fine-tuning: 30 of 30 steps" in r.stdout
