@@ -112,8 +112,8 @@ def main() -> None:
     ap.add_argument("--block-seconds", type=float, default=0.25, help="seconds per segment (4 segments a block)")
     ap.add_argument("--out", default="build/bench")
     ap.add_argument("--recompile", action="store_true", help="compile even when a bundle of these weights exists")
-    ap.add_argument("--qat", nargs="?", type=int, const=300, metavar="STEPS",
-                    help="also compile INT8 with quantization-aware fine-tuning (STEPS, default 300) and compare it")
+    ap.add_argument("--qat", nargs="?", type=int, const=200, metavar="STEPS",
+                    help="also compile INT8 with quantization-aware fine-tuning (STEPS, default 200) and compare it")
     args = ap.parse_args()
 
     from edgekit.errors import EdgekitError

@@ -95,6 +95,9 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
+        if v.status == "failed" and c.precision == "int8" and not qat_steps and converters.get(c.converter).qat:
+            say(f"  {c.id}: compile --qat fine-tunes this INT8 graph against the FP32 model (quantization-aware; "
+                "minutes on a CPU for an ImageNet CNN)")
     return artifacts, failed
 
 
