@@ -95,7 +95,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
-        if v.status == "failed" and c.precision == "int8" and not qat_steps and converters.get(c.converter).qat:
+        if v.status == "failed" and not qat_steps and _fine_tunes(c):
             say(f"  {c.id}: compile --qat fine-tunes this INT8 graph against the FP32 model (quantization-aware; "
                 "minutes on a CPU for an ImageNet CNN)")
     return artifacts, failed
@@ -194,14 +194,17 @@ def _with_layout(profile, layout: str | None):
         if c.converter in LAYOUT_CONVERTERS else c for c in profile.candidates))
 
 
+def _fine_tunes(candidate) -> bool:
+    """An INT8 candidate whose converter `--qat` fine-tunes."""
+    return candidate.precision == "int8" and converters.get(candidate.converter).qat
+
+
 def _check_qat(profile, steps: int) -> None:
     """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none)."""
     if steps < 1:
         raise UsageError(f"--qat {steps}: the number of fine-tuning steps must be at least 1 (default: leave it out)")
-    able = [c for c in profile.candidates if c.precision == "int8" and converters.get(c.converter).qat]
-    if not able:
-        qat_targets = sorted(p.name for p in all_profiles() if any(
-            c.precision == "int8" and converters.get(c.converter).qat for c in p.candidates))
+    if not any(_fine_tunes(c) for c in profile.candidates):
+        qat_targets = sorted(p.name for p in all_profiles() if any(_fine_tunes(c) for c in p.candidates))
         raise UsageError(f"--qat fine-tunes INT8 candidates of the LiteRT and ExecuTorch converters; target "
                          f"{profile.name!r} builds none with these options",
                          hint=f"targets that have them: {', '.join(qat_targets)} (with --precision int8 or auto)")
