@@ -259,6 +259,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
             from .qat import finetune
 
             info["qat"] = finetune(prepared, teacher, samples, steps=qat_steps)
+            qat = "skipped" not in info["qat"]  # left post-training: corrected like any static graph
         # The analytical correction's reference is the graph's own float weights: after fine-tuning,
         # no longer the FP32 model's (the sequential one's reference, float_graph, still is).
         float_weights = pt2e_float_weights(prepared) if not dynamic and not qat else {}

@@ -35,6 +35,9 @@ BATCH = 8
 LEARNING_RATE = 1e-5  # Adam; 1e-4 drifted from the teacher on held-out crops while fitting the blends
 MIX_MAX = 0.5
 SECONDS = 900  # on a big model: stop early and say so; what was trained so far is kept
+# Fewer samples than this (a model with no calibration set trains on its one example input) would
+# teach the graph those samples alone: it is left post-training, and the record says why.
+MIN_SAMPLES = 8
 
 
 def freeze_observers_as_fake_quant(prepared) -> int:
@@ -77,6 +80,9 @@ def finetune(prepared, teacher, samples: list[tuple], steps: int = STEPS, budget
     exported at batch 1, so each step accumulates the gradients of BATCH samples. -> the record."""
     import torch
 
+    if len(samples) < MIN_SAMPLES:
+        return {"steps": 0, "of": steps, "skipped": f"only {len(samples)} calibration sample(s), fewer than "
+                f"{MIN_SAMPLES}: fine-tuning would fit them alone; give --calibration with representative inputs"}
     t0 = time.perf_counter()
     fake_quants = freeze_observers_as_fake_quant(prepared)
     params = [p for p in prepared.parameters() if p.dtype.is_floating_point]

@@ -71,7 +71,9 @@ def explain_artifact(a) -> list[str]:
     for key in ("static_cosine_on_calibration", "mixed_cosine_on_calibration", "dynamic_cosine_on_calibration"):
         if q.get(key) is not None:
             lines.append(f"  {key.replace('_', ' ')}: {q[key]}")
-    if q.get("qat"):
+    if (q.get("qat") or {}).get("skipped"):
+        lines.append(f"  quantization-aware fine-tuning skipped: {q['qat']['skipped']}")
+    elif q.get("qat"):
         t = q["qat"]
         lines.append(f"  quantization-aware fine-tuning: {t['steps']} of {t['of']} steps of {t['batch']} in {t['seconds']} s "
                      f"on {t['data']}; {t['loss']}: {t['loss_first_step']} -> {t['loss_last_step']}"

@@ -47,6 +47,10 @@ def test_fake_quantizers_start_where_calibration_ended_and_fine_tuning_helps_hel
     fq_out, ptq_out = pt2e._outputs(prepared, held_out), pt2e._outputs(ptq, held_out)
     assert np.abs(fq_out - ptq_out).max() <= 1e-3 * np.abs(ptq_out).max()
 
+    few = [(torch.from_numpy(s["x"]),) for s in calib[:qat.MIN_SAMPLES - 1]]
+    skipped = qat.finetune(_prepared(model, example, calib), model, few, steps=5)  # would fit those alone
+    assert skipped["steps"] == 0 and "give --calibration" in skipped["skipped"]
+
     prepared = _prepared(model, example, calib)
     record = qat.finetune(prepared, model, [(torch.from_numpy(s["x"]),) for s in calib], steps=40)
     assert record["steps"] == 40 and record["loss_last_step"] < record["loss_first_step"]
