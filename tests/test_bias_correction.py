@@ -68,10 +68,12 @@ def test_correct_qdq_removes_the_mean_shift_of_cancelling_taps(tmp_path):
 
 
 def test_sequential_correction_removes_the_mean_shift_activation_rounding_causes(tmp_path):
-    """Channel 0 of the first layer spans 0..~150, so the ReLU output's per-tensor uint8 grid has a
-    step of ~0.6, and channels 1-7 (about 0.1 +- 0.03) all round to 0: the second layer's output
-    mean moves by W2 @ 0.1. No weight-rounding correction can see that; the sequential one, which
-    runs the quantized prefix, removes it (and not only on the calibration samples)."""
+    """Channel 0 of the first layer spans 0..~50, so the ReLU output's per-tensor uint8 grid has a
+    step of ~0.2, and channels 1-7 (0.10-0.11) all round to one step: the second layer's output
+    mean moves by W2 @ ~0.09. No weight-rounding correction can see that; the sequential one, which
+    runs the quantized prefix, removes it (and not only on the calibration samples). One input
+    channel, so no pair of u8 x s8 products can saturate ONNX Runtime's int16 sums on a CPU without
+    VNNI: with three, channel 0 was clipped there and the error was that, not a mean shift."""
     import torch
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -80,14 +82,14 @@ def test_sequential_correction_removes_the_mean_shift_activation_rounding_causes
     from edgekit.converters.ort_mixed import float_outputs, noise, run
 
     torch.manual_seed(0)
-    first, second = torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(8, 4, 1)
+    first, second = torch.nn.Conv2d(1, 8, 1), torch.nn.Conv2d(8, 4, 1)
     with torch.no_grad():
         first.weight.fill_(0.01)
         first.weight[0] = 50.0
         first.bias.fill_(0.1)
         first.bias[0] = 0.0
     model = torch.nn.Sequential(first, torch.nn.ReLU(), second).eval()
-    samples = [{"x": np.random.default_rng(i).random((1, 3, 8, 8)).astype(np.float32)} for i in range(16)]
+    samples = [{"x": np.random.default_rng(i).random((1, 1, 8, 8)).astype(np.float32)} for i in range(16)]
     torch.onnx.export(model, (torch.from_numpy(samples[0]["x"]),), tmp_path / "f.onnx", input_names=["x"],
                       dynamo=True, external_data=False)
     pre = tmp_path / "pre.onnx"
@@ -95,7 +97,7 @@ def test_sequential_correction_removes_the_mean_shift_activation_rounding_causes
     q = static_qdq(pre, tmp_path / "q.onnx", samples)
     float_outputs(q)
     correct_qdq(q, str(pre), samples)
-    held_out = [{"x": np.random.default_rng(100 + i).random((1, 3, 8, 8)).astype(np.float32)} for i in range(8)]
+    held_out = [{"x": np.random.default_rng(100 + i).random((1, 1, 8, 8)).astype(np.float32)} for i in range(8)]
     ref_h = run(str(pre), held_out)
     analytical = noise(ref_h, run(q, held_out))
     report = correct_qdq_sequential(q, str(pre), samples)

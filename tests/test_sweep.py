@@ -98,8 +98,14 @@ def _kill_one_cell_worker(deadline: float) -> int | None:
     return None
 
 
+# On `cpu` (the host is the target) a named precision's primary is the fastest verified artifact,
+# timed in each run: the tiny CNN's ONNX Runtime and LiteRT FP32 are within noise of each other,
+# so the primary (and its size) may differ between two sweeps; elsewhere the preference order decides.
+TIMED = ("primary", "size_bytes")
+
+
 def _rows(path: Path) -> list[dict]:
-    return [{k: r[k] for k in SAME} for r in json.loads(path.read_text())]
+    return [{k: r[k] for k in SAME if not (r["target"] == "cpu" and k in TIMED)} for r in json.loads(path.read_text())]
 
 
 @pytest.mark.slow
