@@ -28,8 +28,11 @@ def bench_all(bundle: Path, artifact_ids, threads: int | None = 1, shapes: list[
               keep_samples: bool = False, profile: bool = False, runtime: str | None = None) -> list[dict]:
     """Benchmark each artifact (at each of `shapes`, for dynamic dims) in a child process of its own,
     one after another (never two at once: they would share the cores). Progress goes to stderr."""
+    import shutil
+
     from .isolate import run_step
 
+    logs = log_dir(Path(bundle))
     results = []
     for aid in artifact_ids:
         for shape in shapes or [None]:
@@ -41,7 +44,10 @@ def bench_all(bundle: Path, artifact_ids, threads: int | None = 1, shapes: list[
                                      "warmup_s": warmup_s, "min_runs": min_runs, "min_time_s": min_time_s,
                                      "progress": True, "keep_samples": keep_samples, "profile": profile,
                                      "runtime": runtime, "shape": shape},
-                                    log_dir(Path(bundle)), stderr_to_terminal=True))
+                                    logs, stderr_to_terminal=True))
+    # Every child finished: nothing to diagnose. A failure raised above and kept the folder (its
+    # error names the log); left behind on success, one folder per call filled /tmp.
+    shutil.rmtree(logs, ignore_errors=True)
     return results
 
 
