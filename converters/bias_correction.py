@@ -96,9 +96,15 @@ def _write_int32_bias(init, values: np.ndarray) -> None:
     init.CopyFrom(numpy_helper.from_array(np.clip(values, info.min, info.max).astype(np.int32), init.name))
 
 
+def _relative_shift(shift: np.ndarray, bias_max: float) -> float:
+    """The largest shift over the layer's largest bias; 0 for a layer with no bias to speak of
+    (a bias-free convolution's correction is its whole bias: dividing by ~0 printed 4e10 %)."""
+    return float(np.abs(shift).max() / bias_max) if bias_max > 1e-6 else 0.0
+
+
 def _shift_pt2e_bias(converted, node, shift: np.ndarray) -> float:
     """bias -= shift on a converted PT2E conv/linear node's float bias attribute; returns the
-    largest shift relative to the layer's largest bias."""
+    largest shift relative to the layer's largest bias (_relative_shift)."""
     import torch
 
     owner, last = _attr_owner(converted, node.args[2].target)
@@ -106,7 +112,7 @@ def _shift_pt2e_bias(converted, node, shift: np.ndarray) -> float:
     new = (old.detach().double() - torch.from_numpy(shift)).to(old.dtype)
     # A new tensor, not an in-place edit: a Linear's bias can share storage with the model.
     setattr(owner, last, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
-    return float(np.abs(shift).max() / (old.detach().abs().max().item() + 1e-12))
+    return _relative_shift(shift, old.detach().abs().max().item())
 
 
 def _sequential_report(done: int, total: int, seconds: float, largest: float, budget_s: float) -> dict:
@@ -154,7 +160,7 @@ def correct_qdq_sequential(qdq, float_path: str, samples: list[dict], budget_s: 
         bias_q = numpy_helper.to_array(bias_init).astype(np.float64)
         scale = numpy_helper.to_array(inits[bias_dq.input[1]]).astype(np.float64)
         _write_int32_bias(bias_init, np.round(bias_q - shift / scale))
-        largest = max(largest, float(np.abs(shift).max() / (np.abs(bias_q * scale).max() + 1e-12)))
+        largest = max(largest, _relative_shift(shift, float(np.abs(bias_q * scale).max())))
         done += 1
     return _sequential_report(done, len(layers), time.perf_counter() - t0, largest, budget_s)
 
@@ -208,7 +214,7 @@ def correct_qdq(qdq, float_path: str, samples: list[dict]) -> dict:
         shift = delta_bias(dw, _channel_mean(batch, node.op_type == "Gemm"), _attr(node, "group", 1),
                            bool(_attr(node, "transB", 0)))
         _write_int32_bias(inits[bias_dq.input[0]], np.round((bias - shift) / bias_scale))
-        largest = max(largest, float(np.abs(shift).max() / (np.abs(bias).max() + 1e-12)))
+        largest = max(largest, _relative_shift(shift, float(np.abs(bias).max())))
     return {"layers": len(layers), "method": "bias -= (W_int8 - W) * E[x], E[x] from the calibration samples",
             "largest_shift_vs_bias": round(largest, 4)}
 
