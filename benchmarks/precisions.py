@@ -35,7 +35,9 @@ def mode(art) -> str:
     if art.precision == "fp16":  # weights are float16; the arithmetic is each runtime's (converter info)
         return f"fp16 weights, {(art.converter.get('fp16') or {}).get('arithmetic', '?')} math"
     q = art.converter.get("quantization") or art.converter
-    m = ("qat " if q.get("qat") else "") + q.get("mode", "?")
+    m = q.get("mode", "?")
+    if q.get("qat") and "QAT" not in m:  # --qat fine-tuned it (--precision auto names it in the mode)
+        m = "qat " + m
     if "mixed" in m:
         mp = q.get("mixed_precision") or {}
         kept = mp.get("float_layers") or mp.get("float_layers_tried") or []

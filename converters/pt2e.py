@@ -60,7 +60,7 @@ def int8_step(work, src, candidate, converter: str, module, example: dict, make_
     if to_artifact:
         calib = [to_artifact(s) for s in calib]
     module, quantizer, qinfo = quantize(module, example, calib, make_quantizer, work.tolerance["cosine_min"],
-                                        qat_steps=work.qat_steps, **kw)
+                                        qat_steps=work.qat_steps, qat_when_missed=work.qat_when_missed, **kw)
     qinfo["calibration"] = calib_source
     qinfo["calibration_method"] = method
     return module, quantizer, {"quantization": qinfo}
@@ -221,7 +221,7 @@ def has_convolutions(graph_module) -> str | None:
 
 def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_min: float,
              fold_quantize: bool = True, dynamic_unsupported=None, mixed_precision: str | None = None,
-             dynamic_shapes=None, qat_steps: int | None = None):
+             dynamic_shapes=None, qat_steps: int | None = None, qat_when_missed: bool = False):
     """-> (quantized GraphModule, quantizer used, info). make_quantizer(dynamic: bool) builds the
     toolchain's own quantizer, so its observers and kernels match the backend that runs the model.
     dynamic_unsupported(exported graph) -> reason or None: where the backend cannot run dynamic INT8,
@@ -230,7 +230,9 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     cannot take the mixed-precision search's graphs (recorded, the search is skipped). dynamic_shapes:
     torch.export's, for a model with dynamic dims (the quantized graph keeps them symbolic).
     qat_steps: fine-tune the static graph this many steps first (qat.py; the mixed-precision search's
-    rebuilds and dynamic INT8 stay post-training)."""
+    rebuilds and dynamic INT8 stay post-training). qat_when_missed (compile --precision auto): when
+    every post-training variant misses cosine_min, fine-tune one more (qat.STEPS) on part of the
+    calibration samples and ship whichever variant is closest on the part held back (_when_missed)."""
     import copy
 
     import torch
@@ -247,7 +249,8 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         info["embeddings"] = f"{tables} table(s) stored int8, one scale per row, dequantized after lookup"
     samples = [torch_args(s) for s in calib]
 
-    def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False, qat: bool = False):
+    def build(dynamic: bool, keep_float: frozenset = frozenset(), want_float_graph: bool = False, qat: bool = False,
+              train: list[tuple] | None = None, steps: int | None = qat_steps):
         exported = torch.export.export(module, torch_args(example), dynamic_shapes=dynamic_shapes).module()
         quantizer = make_quantizer(dynamic)
         prepared = prepare_pt2e(exported, float_only(quantizer, keep_float))
@@ -258,7 +261,7 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
         if qat:
             from .qat import finetune
 
-            info["qat"] = finetune(prepared, teacher, samples, steps=qat_steps)
+            info["qat"] = finetune(prepared, teacher, samples if train is None else train, steps=steps)
             qat = "skipped" not in info["qat"]  # left post-training: corrected like any static graph
         # The analytical correction's reference is the graph's own float weights: after fine-tuning,
         # no longer the FP32 model's (the sequential one's reference, float_graph, still is).
@@ -322,16 +325,68 @@ def quantize(module, example: dict, calib: list[dict], make_quantizer, cosine_mi
     # The one closest to FP32 on calibration ships: dynamic when static misses on a transformer,
     # but a CNN's dynamic INT8 can be worse than its near-miss static INT8.
     mode = max(results, key=lambda k: results[k][0])
+    if qat_when_missed and not qat_steps and results[mode][0] < cosine_min:
+        mode = _when_missed(build, results, calib, float_out, cosine_min, info) or mode
     _, q, quantizer, info["quantized_tensors"] = results[mode]
     info["mode"] = mode
     info["activations"] = ("int8 per-tensor, computed per inference (dynamic)" if mode == "dynamic"
                            else "int8 per-tensor, ranges from calibration (static)")
     if mode == "static, mixed precision" and not info["mixed_precision"]["met"]:
         info["closest_on_calibration"] = f"{mode}; none met the tolerance: {info['mixed_precision']['gave_up']}"
-    if mode == "dynamic":
+    if mode == FINE_TUNED:
+        info["why_fine_tuned"] = info["qat_when_missed"]["why"]
+    elif mode == "dynamic":
         info["why_dynamic"] = (f"static INT8 reached cosine {info['static_cosine_on_calibration']} on the "
                                f"calibration samples, below the tolerance {cosine_min}")
     elif "dynamic" in results:
         info["why_static"] = (f"every variant misses the tolerance {cosine_min} on calibration; {mode} is closest "
                               f"(dynamic: {info['dynamic_cosine_on_calibration']})")
     return q, quantizer, info
+
+
+FINE_TUNED = "static, fine-tuned (QAT)"
+
+
+def _when_missed(build, results: dict, calib: list[dict], float_out: np.ndarray, cosine_min: float,
+                 info: dict) -> str | None:
+    """--precision auto, every post-training variant below cosine_min: fine-tune the static graph
+    (qat.STEPS) on three quarters of the calibration samples and compare every variant on the
+    quarter held back. The fine-tuned graph's cosine on samples it trained on would be optimistic
+    and unfair to the post-training variants, which only took activation ranges and bias
+    corrections from them (as the fine-tuned graph does too). Adds the fine-tuned variant to
+    `results` and records the comparison; -> the mode to ship, or None when there are too few
+    samples to hold some back (nothing is fine-tuned then)."""
+    from .qat import MIN_SAMPLES, STEPS
+
+    n = len(calib)
+    held = set(range(3, n, 4))  # every 4th: calibration sets list crops photo by photo, so each photo lends some
+    train = [torch_args(calib[i]) for i in range(n) if i not in held]
+    record: dict = {"why": f"every post-training variant missed the tolerance {cosine_min} on the calibration "
+                           f"samples (closest: {max(r[0] for r in results.values()):.6f})"}
+    info["qat_when_missed"] = record
+    if len(train) < MIN_SAMPLES or len(held) < 2:
+        record["skipped"] = (f"{n} calibration samples: too few to fine-tune on {MIN_SAMPLES} and hold some back to "
+                             "judge the result; give --calibration with more representative inputs")
+        return None
+    post_training_correction = info.get("bias_correction_sequential")
+    q, quantizer, count, _, _, _ = build(False, want_float_graph=True, qat=True, train=train, steps=STEPS)
+    fine_tuned, tuned_correction = info.pop("qat"), info.pop("bias_correction_sequential", None)
+    info["bias_correction_sequential"] = post_training_correction  # until the fine-tuned graph is chosen
+    if "skipped" in fine_tuned:
+        record["skipped"] = fine_tuned["skipped"]
+        return None
+    idx = sorted(held)
+    held_samples = [calib[i] for i in idx]
+    scores = {mode: cosine(float_out[idx], _outputs(r[1], held_samples)) for mode, r in results.items()}
+    scores[FINE_TUNED] = cosine(float_out[idx], _outputs(q, held_samples))
+    results[FINE_TUNED] = (cosine(float_out, _outputs(q, calib)), q, quantizer, count)
+    pick = max(scores, key=scores.get)
+    record.update({"trained_on": len(train), "held_back": len(idx),
+                   "held_back_note": "every 4th calibration sample; crops of one photo are correlated, so the held-back "
+                                     "quarter is not independent of the rest",
+                   "cosine_on_held_back": {m: round(c, 6) for m, c in scores.items()}, "chose": pick})
+    if pick == FINE_TUNED:  # its records replace the post-training graph's (no analytical correction after training)
+        info.update({"qat": fine_tuned, "bias_correction_sequential": tuned_correction, "bias_correction": None})
+    else:
+        record["qat"] = fine_tuned
+    return pick

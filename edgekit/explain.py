@@ -76,12 +76,22 @@ def explain_artifact(a) -> list[str]:
     elif q.get("qat"):
         t = q["qat"]
         lines.append(f"  quantization-aware fine-tuning: {t['steps']} of {t['of']} steps of {t['batch']} in {t['seconds']} s "
-                     f"on {t['data']}; {t['loss']}: {t['loss_first_step']} -> {t['loss_last_step']}"
+                     f"on {t['data']}; {t['loss']}, "
+                     + (f"mean of the first and last {t['loss_window']} steps: {t['loss_start']} -> {t['loss_end']}"
+                        if "loss_window" in t else  # recorded by an earlier edgekit: single steps
+                        f"first and last step: {t.get('loss_first_step')} -> {t.get('loss_last_step')}")
                      + (f"; {t['stopped']}" if t.get("stopped") else ""))
+    auto = q.get("qat_when_missed")
+    if auto:  # --precision auto fine-tuned (or could not) because every post-training variant missed
+        lines.append(f"  --precision auto: {auto['why']}; "
+                     + (f"no fine-tuning: {auto['skipped']}" if auto.get("skipped") else
+                        f"fine-tuned on {auto['trained_on']} samples and compared on {auto['held_back']} held back, "
+                        "worst-sample cosine " + ", ".join(f"{m} {c}" for m, c in auto["cosine_on_held_back"].items())
+                        + f": shipped {auto['chose']}"))
     if (q.get("bias_correction") or {}).get("layers"):
         bc = q["bias_correction"]
         lines.append(f"  bias correction: {bc['layers']} layers ({bc['method']}); largest shift "
-                     f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias")
+                     f"{100 * bc['largest_shift_vs_bias']:.1f}% of that layer's largest bias (layers with ~0 bias not counted)")
     seq = q.get("bias_correction_sequential") or {}
     if seq.get("layers"):
         lines.append(f"  static graph, then {seq['method']}: {seq['layers']} of {seq['of']} layers in {seq['seconds']} s; largest "

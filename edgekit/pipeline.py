@@ -39,9 +39,10 @@ def default_out(spec: str, target: str) -> Path:
 
 def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: Path, profile,
                trust_preflight: bool = True, calibration_method: dict | None = None,
-               qat_steps: int | None = None) -> tuple[list, list]:
+               qat_steps: int | None = None, qat_when_missed: bool = False) -> tuple[list, list]:
     """Convert + verify each candidate in its own child process; (artifacts, failed candidates).
-    trust_preflight: a candidate the op check says cannot convert is recorded as failed, not tried."""
+    trust_preflight: a candidate the op check says cannot convert is recorded as failed, not tried.
+    qat_when_missed (--precision auto): INT8 candidates that fine-tune do so when post-training misses."""
     artifacts, failed = [], []
     export = info["export"]
     verdicts = (info.get("preflight") or {}).get("verdicts", {})
@@ -74,7 +75,8 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                             "tolerance": profile.tolerance(c.precision).to_dict(),
                             "min_delegated_flops_share": profile.min_delegated_flops_share,
                             "calibration_method": calibration_method,
-                            "qat_steps": qat_steps if c.precision == "int8" else None}, logs)
+                            "qat_steps": qat_steps if c.precision == "int8" else None,
+                            "qat_when_missed": qat_when_missed and _fine_tunes(c)}, logs)
         except EdgekitError as e:
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
@@ -95,7 +97,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
-        if v.status == "failed" and not qat_steps and _fine_tunes(c):
+        if v.status == "failed" and not qat_steps and _fine_tunes(c) and not _was_fine_tuned(res["converter"]):
             say(f"  {c.id}: compile --qat fine-tunes this INT8 graph against the FP32 model (quantization-aware; "
                 "minutes on a CPU for an ImageNet CNN)")
     return artifacts, failed
@@ -199,6 +201,13 @@ def _fine_tunes(candidate) -> bool:
     return candidate.precision == "int8" and converters.get(candidate.converter).qat
 
 
+def _was_fine_tuned(converter_info: dict) -> bool:
+    """Fine-tuning ran for this artifact (--qat, or --precision auto tried it: shipped or not)."""
+    q = converter_info.get("quantization") or {}
+    tried = q.get("qat") or (q.get("qat_when_missed") or {}).get("qat")
+    return bool(tried) and "skipped" not in tried
+
+
 def _check_qat(profile, steps: int) -> None:
     """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none)."""
     if steps < 1:
@@ -292,14 +301,15 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
     try:
         return _compile_into(writer, out_dir, spec, target, profile, weights, candidates, skipped, fallback_model,
                              calibration, layout, op_check, method, distill, inputs, verify_data, example,
-                             selftest_samples, qat)
+                             selftest_samples, qat, qat_when_missed=precision == "auto" and qat is None)
     finally:
         writer.lock.release()  # published, abandoned or failed: OUT is free again (a no-op if released)
 
 
 def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, profile, weights, candidates, skipped, fallback_model,
                   calibration, layout, op_check, method, distill, inputs=None,
-                  verify_data=None, example=None, selftest_samples=None, qat=None) -> tuple[Path, Manifest]:
+                  verify_data=None, example=None, selftest_samples=None, qat=None,
+                  qat_when_missed: bool = False) -> tuple[Path, Manifest]:
     logs, work = writer.stage / "logs", writer.stage / "work"
     t0 = time.perf_counter()
     need_onnx = any(converters.get(c.converter).needs_onnx for c in candidates)
@@ -323,7 +333,8 @@ def _compile_into(writer: BundleWriter, out_dir: Path, spec: str, target: str, p
 
     _say_preflight(profile, info)
     artifacts, failed = _build_all(candidates, info, work, writer, logs, profile, trust_preflight=op_check,
-                                   calibration_method=method, qat_steps=qat)
+                                   calibration_method=method, qat_steps=qat,
+                                   qat_when_missed=qat_when_missed)
     failed = skipped + failed
     if fallback_model:
         extra, extra_failed = _fallback_model(fallback_model, info, candidates, writer, logs, profile)

@@ -225,14 +225,15 @@ def _stage(stage: str, what: str, work: Work):
 
 def build_candidate(candidate: dict, workdir: str, out_path: str, tolerance: dict,
                     min_delegated_flops_share: float | None = None, calibration_method: dict | None = None,
-                    qat_steps: int | None = None) -> dict:
+                    qat_steps: int | None = None, qat_when_missed: bool = False) -> dict:
     from . import converters
     from .profiles import Candidate, Tolerance
     from .manifest import TensorSpec as _TS
     from .runtimes import open_runner, toolchain_of
     from .verify import accuracy, judge, per_output
 
-    work = Work(Path(workdir), tolerance=tolerance, calibration_method=calibration_method, qat_steps=qat_steps)
+    work = Work(Path(workdir), tolerance=tolerance, calibration_method=calibration_method, qat_steps=qat_steps,
+                qat_when_missed=qat_when_missed)
     cand = Candidate(**candidate)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

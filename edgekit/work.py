@@ -23,6 +23,9 @@ class Work:
     calibration_method: dict | None = None
     # compile --qat STEPS: fine-tune INT8 graphs this many steps (converters/qat.py); None = post-training only
     qat_steps: int | None = None
+    # compile --precision auto (without --qat): fine-tune an INT8 graph whose post-training variants
+    # all miss the tolerance, judged on held-back calibration samples (converters/pt2e._when_missed)
+    qat_when_missed: bool = False
     # One shape bucket of a model with dynamic dims ({dim: size}), for a converter whose artifacts are
     # static: the ONNX, the model's input specs and the samples it sees are all at that shape.
     point: dict | None = None

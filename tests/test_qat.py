@@ -53,7 +53,7 @@ def test_fake_quantizers_start_where_calibration_ended_and_fine_tuning_helps_hel
 
     prepared = _prepared(model, example, calib)
     record = qat.finetune(prepared, model, [(torch.from_numpy(s["x"]),) for s in calib], steps=40)
-    assert record["steps"] == 40 and record["loss_last_step"] < record["loss_first_step"]
+    assert record["steps"] == 40 and record["loss_end"] < record["loss_start"]
     assert record["data"].startswith("32 calibration samples, blended")
     tuned = convert_pt2e(prepared)
     ref = pt2e._outputs(model, held_out)
@@ -81,8 +81,36 @@ def test_compile_qat_records_the_fine_tuning_and_verifies_against_fp32(tmp_path)
     assert {a["runtime"] for a in tuned} == {"litert", "executorch"}
     for a in tuned:
         record = a["converter"]["quantization"]["qat"]
-        assert record["steps"] == 30 and record["loss_last_step"] < record["loss_first_step"]
+        assert record["steps"] == 30 and record["loss_end"] < record["loss_start"]
         v = a["verification"]
         assert v["status"] == "passed" and v["samples"] == 397  # judged against the FP32 model, held out
     r = edgekit("explain", str(out), "--artifact", tuned[0]["id"])
     assert r.returncode == 0 and "quantization-aware fine-tuning: 30 of 30 steps" in r.stdout
+
+
+def test_precision_auto_fine_tunes_only_when_post_training_misses_and_judges_on_held_back_samples(monkeypatch):
+    """compile --precision auto: quantize(qat_when_missed=True) fine-tunes when every post-training
+    variant misses the tolerance (here forced: cosine 1.0), on three quarters of the calibration
+    samples, and ships whichever variant is closest on the quarter held back."""
+    from edgekit.converters import pt2e, qat
+    from edgekit.converters.executorch import _quantizer
+
+    monkeypatch.setattr(qat, "STEPS", 10)
+    model, example = import_file(GALLERY).relu6()
+    calib = _samples(16, 0)
+    kw = {"mixed_precision": "not searched in this test", "dynamic_unsupported": pt2e.has_convolutions,
+          "qat_when_missed": True}
+    _, _, info = pt2e.quantize(model, example, calib, _quantizer, 0.5, **kw)
+    assert "qat_when_missed" not in info and "qat" not in info  # post-training met the tolerance: no training
+
+    _, _, info = pt2e.quantize(model, example, calib, _quantizer, 1.0, **kw)
+    auto = info["qat_when_missed"]
+    assert auto["trained_on"] == 12 and auto["held_back"] == 4 and "missed the tolerance 1.0" in auto["why"]
+    scores = auto["cosine_on_held_back"]
+    assert set(scores) == {"static", pt2e.FINE_TUNED} and all(0.9 < c < 1.0 for c in scores.values())
+    assert auto["chose"] == info["mode"] == max(scores, key=scores.get)
+    record = info["qat"] if info["mode"] == pt2e.FINE_TUNED else auto["qat"]
+    assert record["steps"] == 10 and record["data"].startswith("12 calibration samples")
+
+    _, _, info = pt2e.quantize(model, example, calib[:9], _quantizer, 1.0, **kw)  # 7 to train on: too few
+    assert "too few to fine-tune" in info["qat_when_missed"]["skipped"] and info["mode"] == "static"
