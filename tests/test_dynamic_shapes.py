@@ -216,8 +216,8 @@ def test_minilm_cpu_verified_at_1_8_32_and_128_tokens(minilm_bundle):
 @pytest.mark.litert
 @pytest.mark.executorch
 @needs("litert-torch", "ai-edge-litert", "executorch")
-def test_minilm_android_executorch_dynamic_litert_padded_buckets(minilm_android):
-    arts = _arts(minilm_android)
+def test_minilm_l3_android_executorch_dynamic_litert_padded_buckets(minilm_l3_android):
+    arts = _arts(minilm_l3_android)
     et = arts["executorch-fp32"]
     assert et["converter"]["shape_support"].startswith("dynamic")
     assert min(_shapes(et).values()) >= 0.9999
@@ -230,8 +230,8 @@ def test_minilm_android_executorch_dynamic_litert_padded_buckets(minilm_android)
     ids = np.array([[101, 7592, 2088, 2003, 1037, 3231, 1012, 102, 2023, 2003, 2178, 6251, 1012, 102, 2307, 2154,
                      102]], np.int64)  # 17 tokens: no bucket of its own
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    ref = edgekit.load(minilm_android, artifact="executorch-fp32").predict(feed)["embedding"]
-    got = edgekit.load(minilm_android, artifact="litert-fp32").predict(feed)["embedding"]
+    ref = edgekit.load(minilm_l3_android, artifact="executorch-fp32").predict(feed)["embedding"]
+    got = edgekit.load(minilm_l3_android, artifact="litert-fp32").predict(feed)["embedding"]
     assert (ref @ got.T).item() > 0.9999
 
 

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from conftest import edgekit
 
+# The ranking bench of a compile that names a precision on cpu: enough runs to rank, not to report.
+QUICK_BENCH = ("--min-time", "0.2", "--warmup", "0.1", "--min-runs", "20")
+
 pytestmark = [pytest.mark.onnxruntime]
 
 GALLERY = Path(__file__).parent / "gallery" / "awkward.py"
@@ -22,7 +25,7 @@ def test_outlier_channel_static_int8_misses_and_mixed_precision_repairs_it(tmp_p
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32))
     p = edgekit("compile", "--model", f"{GALLERY}:outlier", "--target", "cpu", "--precision", "int8",
-                "--calibration", calib, "--out", tmp_path / "b")
+                "--calibration", calib, "--out", tmp_path / "b", *QUICK_BENCH)
     assert p.returncode == 0, p.stderr
     # cpu's int8 candidates: ONNX Runtime's (checked here), ExecuTorch's and LiteRT's (PT2E)
     art = next(a for a in _manifest(tmp_path / "b")["artifacts"] if a["id"] == "onnxruntime-int8")
@@ -93,7 +96,7 @@ def test_precision_and_explain_usage_errors(tmp_path, args, says):
 @pytest.mark.litert
 @pytest.mark.executorch
 def test_precision_auto_on_the_host_target_picks_the_fastest_verified_candidate(tmp_path):
-    p = edgekit("compile", "--target", "cpu", "--precision", "auto", "--out", tmp_path / "b")
+    p = edgekit("compile", "--target", "cpu", "--precision", "auto", "--out", tmp_path / "b", *QUICK_BENCH)
     assert p.returncode == 0, p.stderr
     m = _manifest(tmp_path / "b")
     choice = m["target"]["primary_choice"]
@@ -129,7 +132,7 @@ def test_calibration_methods_map_to_each_quantizer_or_say_what_it_supports(tmp_p
     np.save(calib, np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32))
     p = edgekit("compile", "--model", f"{GALLERY}:outlier", "--target", "cpu", "--precision", "int8",
                 "--calibration", calib, "--calibration-method", "percentile", "--percentile", "99.9",
-                "--out", tmp_path / "ort")
+                "--out", tmp_path / "ort", *QUICK_BENCH)
     # 7 is allowed: clipping at the 99.9th percentile clips the outlier channel itself (the search then
     # cannot reach the tolerance on this model); the method used is what is checked here.
     assert p.returncode in (0, 7), p.stderr

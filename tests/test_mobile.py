@@ -249,8 +249,8 @@ def test_layout_and_calibration_errors(tmp_path):
     assert not list(tmp_path.glob("c.*partial"))
 
 
-def test_minilm_android_dynamic_int8_is_a_quarter_of_fp32_and_within_tolerance(minilm_android):
-    arts = _arts(minilm_android)
+def test_minilm_l3_android_dynamic_int8_is_a_quarter_of_fp32_and_within_tolerance(minilm_l3_android):
+    arts = _arts(minilm_l3_android)
     assert [a["verification"]["status"] for a in arts.values()] == ["passed"] * 5, \
         {k: a["verification"]["reason"] for k, a in arts.items()}
     for rt in ("litert", "executorch"):
@@ -270,10 +270,10 @@ def test_minilm_android_dynamic_int8_is_a_quarter_of_fp32_and_within_tolerance(m
     assert [(t["name"], t["dtype"]) for t in io] == [("input_ids", "int32"), ("attention_mask", "int32")]
 
 
-def test_litert_refuses_ids_that_do_not_fit_int32(minilm_android):
+def test_litert_refuses_ids_that_do_not_fit_int32(minilm_l3_android):
     from edgekit.errors import InputError
 
-    p = edgekit.load(minilm_android, artifact="litert-fp32")
+    p = edgekit.load(minilm_l3_android, artifact="litert-fp32")
     ids = np.zeros((1, 64), np.int64)
     ok = p.predict({"input_ids": ids, "attention_mask": np.ones((1, 64), np.int64)})
     assert ok["embedding"].shape == (1, 384)

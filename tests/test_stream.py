@@ -34,9 +34,11 @@ def _eager_steps(xs):
 @pytest.mark.parametrize("target", ["cpu", pytest.param("android", marks=[pytest.mark.litert, pytest.mark.executorch])])
 def test_lstm_is_verified_over_50_streamed_calls_and_served_as_a_stream(tmp_path, target):
     out = tmp_path / "b"
-    p = run("compile", "--model", f"{LSTM}:make", "--target", target, "--out", out)
-    # android: its INT8 candidates, calibrated on made-up inputs, miss the tolerance and are rejected (exit 12)
-    assert p.returncode in ((0,) if target == "cpu" else (0, 12)), p.stderr
+    # android: FP32 only (its INT8 candidates, calibrated on made-up inputs, missed the tolerance and
+    # were rejected: a minute of CI that said nothing about streaming)
+    p = run("compile", "--model", f"{LSTM}:make", "--target", target, "--out", out,
+            *(["--precision", "fp32"] if target == "android" else []))
+    assert p.returncode == 0, p.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["model"]["state"] == {"h_out": "h", "c_out": "c"} and m["model"]["sequence_steps"] == 50
     usable = [a for a in m["artifacts"] if a["role"] in ("primary", "fallback")]

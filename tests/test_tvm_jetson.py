@@ -136,10 +136,12 @@ def test_choosing_a_primary_by_device_timings_leaves_on_device_artifacts_waiting
 
 
 @pytest.mark.slow
-def test_minilm_tvm_modules_and_tensorrt_onnx_for_jetson(build_dir):
-    """The issue's command on the real transformer: every device artifact present and checked."""
-    out = build_dir / "minilm-jetson"
-    p = run("compile", "--model", "builtin:minilm", "--target", "jetson", "--out", out)
+def test_minilm_l3_tvm_modules_and_tensorrt_onnx_for_jetson(build_dir):
+    """The issue's command on a real transformer: every device artifact present and checked. MiniLM's
+    3-layer student (its layers 0, 4, 5; the same tokenizer, embeddings and ops): half the TVM build
+    time of the 6-layer model in CI, which compiles that one for cpu."""
+    out = build_dir / "minilm-l3-jetson"
+    p = run("compile", "--model", "builtin:minilm-l3", "--target", "jetson", "--out", out)
     assert p.returncode == 0, p.stderr
     arts = _arts(out)
     assert arts["onnxruntime-fp32-plain"]["verification"]["metrics"]["embedding"]["cosine"] >= 0.9999
