@@ -53,6 +53,21 @@ if [ -f "$apt_list" ] && grep -qv '^\s*\(#\|$\)' "$apt_list"; then
   fi
 fi
 
+tfjs_pid=""
+# A failed main install (set -e) must not leave the background TF.js install running.
+trap 'if [ -n "$tfjs_pid" ]; then kill "$tfjs_pid" 2>/dev/null || true; fi' EXIT
+case "$extras" in web|dev)
+  tfjs_venv="${EDGEKIT_TFJS_VENV:-$root/.venv-tfjs}"
+  tfjs_log="$(mktemp -t edgekit-setup-tfjs.XXXXXX)"
+  echo "edgekit setup: TF.js converter venv $tfjs_venv (onnx2tf, TensorFlow 2.19, tensorflowjs; ~2.6 GB), beside the main one" >&2
+  # In the background while the main venv installs: two unrelated venvs, and pip keeps about one core
+  # busy, so on 2 cores this saves a minute or more of a fresh setup. Its output is shown when it ends.
+  ( [ -x "$tfjs_venv/bin/python" ] || "$py" -m venv "$tfjs_venv"
+    grep -v '^\s*\(#\|$\)' "$root/scripts/requirements-tfjs.txt" \
+      | xargs "$tfjs_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps ) >"$tfjs_log" 2>&1 &
+  tfjs_pid=$!
+esac
+
 echo "edgekit setup: installing .[${extras}] into $venv (first run takes a few minutes)" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 # torch first and alone, pinned: pip takes the CPU wheel; an unpinned resolve pulls a CUDA build.
@@ -63,11 +78,13 @@ case "$extras" in tvm|dev)
     | xargs "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps >&2 ;;
 esac
 case "$extras" in web|dev)
-  tfjs_venv="${EDGEKIT_TFJS_VENV:-$root/.venv-tfjs}"
-  echo "edgekit setup: TF.js converter venv $tfjs_venv (onnx2tf, TensorFlow 2.19, tensorflowjs; ~2.6 GB)" >&2
-  [ -x "$tfjs_venv/bin/python" ] || "$py" -m venv "$tfjs_venv"
-  grep -v '^\s*\(#\|$\)' "$root/scripts/requirements-tfjs.txt" \
-    | xargs "$tfjs_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps >&2
+  if ! wait "$tfjs_pid"; then
+    cat "$tfjs_log" >&2; rm -f "$tfjs_log"
+    echo "edgekit setup: installing the TF.js converter venv $tfjs_venv failed (pip's output above)" >&2
+    exit 1
+  fi
+  tfjs_pid=""
+  cat "$tfjs_log" >&2; rm -f "$tfjs_log"
   if ! command -v npm >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >&2
