@@ -378,8 +378,9 @@ def _when_missed(build, results: dict, calib: list[dict], float_out: np.ndarray,
     idx = sorted(held)
     held_samples = [calib[i] for i in idx]
     scores = {mode: cosine(float_out[idx], _outputs(r[1], held_samples)) for mode, r in results.items()}
-    scores[FINE_TUNED] = cosine(float_out[idx], _outputs(q, held_samples))
-    results[FINE_TUNED] = (cosine(float_out, _outputs(q, calib)), q, quantizer, count)
+    tuned_out = _outputs(q, calib)  # once: its held-back rows score it, all of them record its calibration cosine
+    scores[FINE_TUNED] = cosine(float_out[idx], tuned_out[idx])
+    results[FINE_TUNED] = (cosine(float_out, tuned_out), q, quantizer, count)
     pick = max(scores, key=scores.get)
     record.update({"trained_on": len(train), "held_back": len(idx),
                    "held_back_note": "every 4th calibration sample; crops of one photo are correlated, so the held-back "
