@@ -53,9 +53,9 @@ if [ -f "$apt_list" ] && grep -qv '^\s*\(#\|$\)' "$apt_list"; then
   fi
 fi
 
-tfjs_pid=""
-# A failed main install (set -e) must not leave the background TF.js install running.
-trap 'if [ -n "$tfjs_pid" ]; then kill "$tfjs_pid" 2>/dev/null || true; fi' EXIT
+tfjs_pid="" tfjs_log=""
+# A failed main install (set -e) must not leave the background TF.js install running, nor its log in /tmp.
+trap 'if [ -n "$tfjs_pid" ]; then kill "$tfjs_pid" 2>/dev/null || true; fi; rm -f "$tfjs_log"' EXIT
 case "$extras" in web|dev)
   tfjs_venv="${EDGEKIT_TFJS_VENV:-$root/.venv-tfjs}"
   tfjs_log="$(mktemp -t edgekit-setup-tfjs.XXXXXX)"
