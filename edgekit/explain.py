@@ -135,7 +135,24 @@ def explain_artifact(a) -> list[str]:
             lines.append(f"  shipped: {q[key]}")
     if q.get("why_dynamic"):
         lines.append(f"  why dynamic: {q['why_dynamic']}")
-    return lines + _held_out(v)
+    return lines + _second_try(conv.get("second_try")) + _held_out(v)
+
+
+def _second_try(t: dict | None) -> list[str]:
+    """--precision auto fine-tuned a post-training artifact that failed held-out verification
+    (edgekit.qat_policy), or said why it could not."""
+    if not t:
+        return []
+    if t.get("skipped"):
+        return [f"  --precision auto did not fine-tune after the failed verification: {t['skipped']}"]
+    if t.get("error"):
+        return [f"  --precision auto fine-tuned after the failed verification, and that build failed: {t['error']}"]
+    out = [f"  --precision auto: {t['why']}; fine-tuned {t['steps']} steps and verified again on the same samples "
+           f"({t['note']}); shipped: {t['shipped']}"]
+    for label in ("post_training", "fine_tuned"):
+        for name, m in (t[label].get("metrics") or {}).items():
+            out.append(f"    {label.replace('_', '-')} ({t[label]['status']}), {name}: {_metrics(m)}")
+    return out
 
 
 def _held_out(v) -> list[str]:

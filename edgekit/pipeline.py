@@ -21,6 +21,7 @@ from .isolate import run_step
 from .manifest import Artifact, Manifest, TensorSpec, Verification, assign_roles, degraded
 from .findings import finding, rewrite_for, where
 from .opcheck import failure_message
+from . import qat_policy
 from .sources import DEFAULT_MODEL, preflight, require_real_values
 from .steps import load_samples, save_samples
 from .targets import all_profiles, get_profile
@@ -64,23 +65,32 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
             _say_failed(failed[-1])
             continue
         fmt, suffix = converters.get(c.converter).format, converters.get(c.converter).suffix
-        rel = f"artifacts/{c.id}{suffix}"
         t1 = time.perf_counter()
         say(f"  {c.id}: convert ({c.converter}) + verify on {c.runtime} ...")
+
+        def build(out_path: Path, steps: int | None, when_missed: bool, step: str = f"build-{c.id}") -> dict:
+            return run_step(step, "edgekit.steps:build_candidate",
+                            {"candidate": {"converter": c.converter, "runtime": c.runtime, "precision": c.precision,
+                                           "options": dict(c.options), "variant": c.variant},
+                             "workdir": str(work), "out_path": str(out_path),
+                             "tolerance": profile.tolerance(c.precision).to_dict(),
+                             "min_delegated_flops_share": profile.min_delegated_flops_share,
+                             "calibration_method": calibration_method, "qat_steps": steps,
+                             "qat_when_missed": when_missed}, logs)
         try:
-            res = run_step(f"build-{c.id}", "edgekit.steps:build_candidate",
-                           {"candidate": {"converter": c.converter, "runtime": c.runtime, "precision": c.precision,
-                                          "options": dict(c.options), "variant": c.variant},
-                            "workdir": str(work), "out_path": str(writer.path(rel)),
-                            "tolerance": profile.tolerance(c.precision).to_dict(),
-                            "min_delegated_flops_share": profile.min_delegated_flops_share,
-                            "calibration_method": calibration_method,
-                            "qat_steps": qat_steps if c.precision == "int8" else None,
-                            "qat_when_missed": qat_when_missed and _fine_tunes(c)}, logs)
+            res = build(writer.path(f"artifacts/{c.id}{suffix}"), qat_steps if c.precision == "int8" else None,
+                        qat_when_missed and qat_policy.fine_tunes(c))
         except EdgekitError as e:
             failed.append({"id": c.id, "stage": "convert/verify", "error": e.message, "hint": e.hint})
             _say_failed(failed[-1])
             continue
+        if qat_when_missed:
+            go, why_not = qat_policy.second_try(c, res)
+            if go:
+                res = _second_try(c, res, build, writer, suffix)
+            elif why_not:
+                res["converter"]["second_try"] = {"skipped": why_not}
+        rel = f"artifacts/{c.id}{suffix}"
         if res["converter"].get("buckets"):  # static artifacts, one per shape: a folder (edgekit.steps.build_buckets)
             fmt, rel = f"{fmt}-buckets", f"artifacts/{c.id}.buckets"
         v = Verification(**res["verification"])
@@ -97,10 +107,43 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
-        if v.status == "failed" and not qat_steps and _fine_tunes(c) and not _was_fine_tuned(res["converter"]):
+        if (v.status == "failed" and not qat_steps and not qat_when_missed and qat_policy.fine_tunes(c)
+                and not qat_policy.was_fine_tuned(res["converter"])):
             say(f"  {c.id}: compile --qat fine-tunes this INT8 graph against the FP32 model (quantization-aware; "
                 "minutes on a CPU for an ImageNet CNN)")
     return artifacts, failed
+
+
+def _second_try(c, first: dict, build, writer: BundleWriter, suffix: str) -> dict:
+    """--precision auto: the post-training INT8 artifact failed held-out verification; build it again
+    fine-tuned (edgekit.qat_policy) beside it, and keep the fine-tuned one only if it passes."""
+    say(f"  {c.id}: post-training INT8 failed held-out verification; --precision auto fine-tunes it against the "
+        f"FP32 model ({qat_policy.STEPS} steps, quantization-aware; minutes on a CPU for an ImageNet CNN) ...")
+    aside = writer.path(f"artifacts/second-try/{c.id}{suffix}")
+    try:
+        second = build(aside, qat_policy.STEPS, False, step=f"build-{c.id}-fine-tuned")
+    except EdgekitError as e:  # the post-training artifact stays; the record says what the second try hit
+        first["converter"]["second_try"] = {"why": "the post-training INT8 artifact failed held-out verification",
+                                            "error": e.message, "shipped": "post-training"}
+        _remove(aside.parent)
+        return first
+    passed = second["verification"]["status"] == "passed"
+    record = qat_policy.second_try_record(first, second, "fine-tuned" if passed else "post-training")
+    if passed:
+        made = aside.with_suffix(".buckets") if second["converter"].get("buckets") else aside
+        for old in (writer.stage / f"artifacts/{c.id}{suffix}", writer.stage / f"artifacts/{c.id}.buckets"):
+            _remove(old)
+        made.rename(writer.stage / "artifacts" / f"{c.id}{'.buckets' if made.suffix == '.buckets' else suffix}")
+        second["verification"].setdefault("caveats", []).append(qat_policy.caveat(record))
+        first = second
+    _remove(aside.parent)
+    first["converter"]["second_try"] = record
+    return first
+
+
+def _remove(path: Path) -> None:
+    """A staged file or folder (inside the bundle being built; nothing else is ever removed here)."""
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _converter_record(key: str, info: dict) -> dict:
@@ -196,24 +239,12 @@ def _with_layout(profile, layout: str | None):
         if c.converter in LAYOUT_CONVERTERS else c for c in profile.candidates))
 
 
-def _fine_tunes(candidate) -> bool:
-    """An INT8 candidate whose converter `--qat` fine-tunes."""
-    return candidate.precision == "int8" and converters.get(candidate.converter).qat
-
-
-def _was_fine_tuned(converter_info: dict) -> bool:
-    """Fine-tuning ran for this artifact (--qat, or --precision auto tried it: shipped or not)."""
-    q = converter_info.get("quantization") or {}
-    tried = q.get("qat") or (q.get("qat_when_missed") or {}).get("qat")
-    return bool(tried) and "skipped" not in tried
-
-
 def _check_qat(profile, steps: int) -> None:
     """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none)."""
     if steps < 1:
         raise UsageError(f"--qat {steps}: the number of fine-tuning steps must be at least 1 (default: leave it out)")
-    if not any(_fine_tunes(c) for c in profile.candidates):
-        qat_targets = sorted(p.name for p in all_profiles() if any(_fine_tunes(c) for c in p.candidates))
+    if not any(qat_policy.fine_tunes(c) for c in profile.candidates):
+        qat_targets = sorted(p.name for p in all_profiles() if any(qat_policy.fine_tunes(c) for c in p.candidates))
         raise UsageError(f"--qat fine-tunes INT8 candidates of the LiteRT and ExecuTorch converters; target "
                          f"{profile.name!r} builds none with these options",
                          hint=f"targets that have them: {', '.join(qat_targets)} (with --precision int8 or auto)")

@@ -114,3 +114,57 @@ def test_precision_auto_fine_tunes_only_when_post_training_misses_and_judges_on_
 
     _, _, info = pt2e.quantize(model, example, calib[:9], _quantizer, 1.0, **kw)  # 7 to train on: too few
     assert "too few to fine-tune" in info["qat_when_missed"]["skipped"] and info["mode"] == "static"
+
+
+@pytest.mark.litert
+def test_precision_auto_fine_tunes_an_artifact_that_failed_held_out_and_ships_it_only_if_it_passes(
+        tmp_path, monkeypatch, capsys):
+    """compile --precision auto (edgekit.qat_policy): a LiteRT or ExecuTorch INT8 artifact that met the
+    calibration cosine and then failed held-out verification is built again fine-tuned and verified
+    again. The real toolchains and runtimes run; only the tolerance is the test's: the first build of
+    each candidate is judged against an unreachable SNR (so it fails held-out, as EfficientNet-Lite0's
+    top-1 did), LiteRT's second try against the profile's own tolerance (it passes and replaces the
+    post-training file), ExecuTorch's against the unreachable one again (it fails: post-training stays)."""
+    from dataclasses import fields, replace
+
+    from edgekit import pipeline, qat_policy
+    from edgekit.bundle import open_bundle
+    from edgekit.profiles import TargetProfile
+
+    monkeypatch.setattr(qat_policy, "STEPS", 10)
+    android = pipeline.get_profile("android")
+    int8 = tuple(c for c in android.candidates if qat_policy.fine_tunes(c))
+    assert [c.runtime for c in int8] == ["litert", "executorch"]  # the order the tolerances below assume
+    strict = replace(android.tolerance("int8"), snr_min_db=200.0)
+    judged = iter([strict, android.tolerance("int8"), strict, strict])
+
+    class TwoTries(TargetProfile):
+        def tolerance(self, precision):
+            return next(judged)
+
+    profile = TwoTries(**{f.name: getattr(android, f.name) for f in fields(android)})
+    monkeypatch.setattr(pipeline, "get_profile", lambda target: replace(profile, candidates=int8))
+    out, manifest = pipeline.compile_model("builtin:digits", "android", out=str(tmp_path / "b"), precision="auto")
+    said = capsys.readouterr().err
+    assert said.count("post-training INT8 failed held-out verification; --precision auto fine-tunes it") == 2
+    arts = {a.runtime: a for a in manifest.artifacts}
+
+    lite = arts["litert"]
+    record = lite.converter["second_try"]
+    assert record["shipped"] == "fine-tuned" and record["post_training"]["status"] == "failed"
+    assert "SNR" in record["post_training"]["reason"] and record["fine_tuned"]["status"] == "passed"
+    assert lite.verification.status == "passed" and lite.verification.samples == 397  # against FP32, held out
+    assert lite.converter["quantization"]["qat"]["steps"] == 10 and "second try" in lite.verification.caveats[0]
+    assert lite.role == "primary"
+
+    et = arts["executorch"]
+    record = et.converter["second_try"]
+    assert record["shipped"] == "post-training" and record["fine_tuned"]["status"] == "failed"
+    assert record["qat"]["steps"] == 10 and "qat" not in et.converter["quantization"]  # the file is post-training
+    assert et.verification.status == "failed" and not et.verification.caveats
+    # Each shipped file is the one its record names (hashes checked), and the second tries left nothing behind.
+    open_bundle(out)
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == sorted(a.path.split("/")[-1] for a in arts.values())
+    r = edgekit("explain", str(out), "--artifact", lite.id)
+    assert r.returncode == 0 and "fine-tuned 10 steps and verified again on the same samples" in r.stdout
+    assert "post-training (failed)" in r.stdout and "fine-tuned (passed)" in r.stdout
