@@ -90,6 +90,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
                 res = _second_try(c, res, build, writer, suffix)
             elif why_not:
                 res["converter"]["second_try"] = {"skipped": why_not}
+                say(f"  {c.id}: post-training INT8 failed held-out verification; not fine-tuned: {why_not}")
         rel = f"artifacts/{c.id}{suffix}"
         if res["converter"].get("buckets"):  # static artifacts, one per shape: a folder (edgekit.steps.build_buckets)
             fmt, rel = f"{fmt}-buckets", f"artifacts/{c.id}.buckets"
@@ -123,11 +124,14 @@ def _second_try(c, first: dict, build, writer: BundleWriter, suffix: str) -> dic
     try:
         second = build(aside, qat_policy.STEPS, False, step=f"build-{c.id}-fine-tuned")
     except EdgekitError as e:  # the post-training artifact stays; the record says what the second try hit
+        say(f"  {c.id}: fine-tuning failed: {e.message.splitlines()[0][:300]}; the post-training artifact stays")
         first["converter"]["second_try"] = {"why": "the post-training INT8 artifact failed held-out verification",
                                             "error": e.message, "shipped": "post-training"}
         _remove(aside.parent)
         return first
     passed = second["verification"]["status"] == "passed"
+    say(f"  {c.id}: fine-tuned: verification {second['verification']['status']}"
+        + ("" if passed else f" — {second['verification'].get('reason', '')}; the post-training artifact stays"))
     record = qat_policy.second_try_record(first, second, "fine-tuned" if passed else "post-training")
     if passed:
         made = aside.with_suffix(".buckets") if second["converter"].get("buckets") else aside

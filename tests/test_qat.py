@@ -147,6 +147,8 @@ def test_precision_auto_fine_tunes_an_artifact_that_failed_held_out_and_ships_it
     out, manifest = pipeline.compile_model("builtin:digits", "android", out=str(tmp_path / "b"), precision="auto")
     said = capsys.readouterr().err
     assert said.count("post-training INT8 failed held-out verification; --precision auto fine-tunes it") == 2
+    assert "litert-int8: fine-tuned: verification passed" in said
+    assert "executorch-int8: fine-tuned: verification failed" in said and "the post-training artifact stays" in said
     arts = {a.runtime: a for a in manifest.artifacts}
 
     lite = arts["litert"]
