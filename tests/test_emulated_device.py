@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -44,8 +45,13 @@ def device():
         return url
 
     yield start
+    alive = {s["cpu"] for s in sshd.running()}
     for cpu in started:
-        edgekit("device", "stop", "arm64", "--cpu", cpu, check=True)
+        if cpu in alive:
+            edgekit("device", "stop", "arm64", "--cpu", cpu, check=True)
+        else:  # ended before teardown: nothing left to stop. Seen once (the first full run on a fresh machine,
+            # every test of this module passed; what ended the devices was not found), so it is said, not failed.
+            warnings.warn(f"the emulated device {cpu} this module started no longer ran at teardown")
     assert not {s["cpu"] for s in sshd.running()} & set(started)
 
 
