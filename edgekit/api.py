@@ -117,11 +117,12 @@ def compile(model=None, example_inputs=None, target: str = "cpu", precision: str
     make the fastest verified artifact primary, as `edgekit compile` does (False: keep the
     preference order; the CLI ranks with its own bench options).
     qat: fine-tuning steps for the INT8 candidates whose converter can (compile --qat STEPS;
-    converters.qat.STEPS is the CLI's default); without a precision it builds INT8.
+    converters.qat.STEPS is the CLI's default); without a precision it builds INT8. qat=0: never
+    fine-tune, not even where precision="auto" would.
     The other options are `edgekit compile`'s, by the same names."""
     from .pipeline import compile_model
 
-    if qat is not None and precision is None:
+    if qat and precision is None:
         precision = "int8"
     with ExitStack() as stack:
         tmp = None

@@ -108,7 +108,7 @@ def _build_all(candidates, info: dict, work: Path, writer: BundleWriter, logs: P
         ))
         say(f"  {c.id}: verification {v.status} in {time.perf_counter() - t1:.1f} s"
             + (f" — {v.reason}" if v.reason else ""))
-        if (v.status == "failed" and not qat_steps and not qat_when_missed and qat_policy.fine_tunes(c)
+        if (v.status == "failed" and qat_steps is None and not qat_when_missed and qat_policy.fine_tunes(c)
                 and not qat_policy.was_fine_tuned(res["converter"])):
             say(f"  {c.id}: compile --qat fine-tunes this INT8 graph against the FP32 model (quantization-aware; "
                 "minutes on a CPU for an ImageNet CNN)")
@@ -244,9 +244,12 @@ def _with_layout(profile, layout: str | None):
 
 
 def _check_qat(profile, steps: int) -> None:
-    """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none)."""
-    if steps < 1:
-        raise UsageError(f"--qat {steps}: the number of fine-tuning steps must be at least 1 (default: leave it out)")
+    """--qat needs an INT8 candidate whose converter fine-tunes (a usage error before any work if none);
+    --qat 0 fine-tunes nothing, not even under --precision auto."""
+    if steps < 0:
+        raise UsageError(f"--qat {steps}: the number of fine-tuning steps must be 0 (never fine-tune) or more")
+    if steps == 0:
+        return
     if not any(qat_policy.fine_tunes(c) for c in profile.candidates):
         qat_targets = sorted(p.name for p in all_profiles() if any(qat_policy.fine_tunes(c) for c in p.candidates))
         raise UsageError(f"--qat fine-tunes INT8 candidates of the LiteRT and ExecuTorch converters; target "
@@ -279,12 +282,13 @@ def compile_model(spec: str | None, target: str, out: str | None = None, weights
                   example: str | None = None, selftest_samples: int | None = None,
                   qat: int | None = None) -> tuple[Path, Manifest]:
     """qat: fine-tune the INT8 candidates whose converter can (LiteRT, ExecuTorch) this many steps
-    (converters/qat.py); without a precision it builds INT8 (on-request candidates included).
+    (converters/qat.py); without a precision it builds INT8 (on-request candidates included). qat=0:
+    never fine-tune, not even where --precision auto would (edgekit.qat_policy).
     distill: {"teacher": SPEC, and optionally "data", "seeds", "epochs", "steps"}: train `spec` (the
     student) from the teacher first (compile --distill-from), then compile it with those weights.
     selftest_samples: held-out samples kept as the bundle's self-test vectors (default 4)."""
     spec = spec or DEFAULT_MODEL
-    if qat is not None and precision is None:
+    if qat and precision is None:
         precision = "int8"  # fine-tuning is for INT8: build those, the on-request ones included
     # Unknown target or a precision it lacks fails here, before any work.
     profile = _with_layout(get_profile(target).for_precision(precision), layout)

@@ -66,8 +66,10 @@ def test_qat_needs_a_fine_tuning_int8_candidate(tmp_path):
     assert r.returncode == 2 and "--qat fine-tunes INT8 candidates" in r.stderr
     assert "targets that have them: android, cpu" in r.stderr
     assert not (tmp_path / "b").exists()
-    r = edgekit("compile", "--target", "android", "--qat", "0", "--out", str(tmp_path / "b"))
-    assert r.returncode == 2 and not (tmp_path / "b").exists()
+    r = edgekit("compile", "--target", "android", "--qat", "-1", "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "must be 0 (never fine-tune) or more" in r.stderr and not (tmp_path / "b").exists()
+    r = edgekit("compile", "--target", "androi", "--qat", "0", "--out", str(tmp_path / "b"))  # 0: never fine-tune
+    assert r.returncode == 2 and "did you mean" in r.stderr and "--qat" not in r.stderr, r.stderr
 
 
 @pytest.mark.litert

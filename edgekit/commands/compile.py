@@ -1,6 +1,7 @@
 """`edgekit compile`: model -> verified bundle for a target."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..errors import UsageError
@@ -41,11 +42,12 @@ def add_parser(sub) -> None:
                    "before any work, saying what it supports, and none able to use it is a usage error "
                    "(default: each quantizer's own default)")
     c.add_argument("--percentile", type=float, help="with --calibration-method percentile (default 99.999)")
-    c.add_argument("--qat", nargs="?", const=QAT_STEPS, type=positive_int, metavar="STEPS",
+    c.add_argument("--qat", nargs="?", const=QAT_STEPS, type=steps_or_none, metavar="STEPS",
                    help=f"quantization-aware fine-tuning of the LiteRT and ExecuTorch INT8 candidates: the "
                    f"fake-quantized graph learns to reproduce the FP32 model's outputs on the calibration samples "
                    f"(no labels), STEPS steps (default {QAT_STEPS}; minutes on a 2-core CPU for an ImageNet CNN); "
-                   "without --precision it builds INT8")
+                   "without --precision it builds INT8. --qat 0: never fine-tune, not even where --precision auto "
+                   "would (after post-training INT8 misses on calibration or fails held-out verification)")
     c.add_argument("--no-preflight", action="store_true", help="convert candidates even when the pre-flight op "
                    "check says they cannot (the check still runs and is recorded)")
     c.add_argument("--selftest-samples", type=positive_int, metavar="N", help="held-out samples the bundle keeps as "
@@ -79,6 +81,17 @@ def _distill_opts(args) -> dict | None:
                              hint="python -m edgekit compile --help")
         return None
     return {"teacher": args.distill_from, **given}
+
+
+def steps_or_none(text: str) -> int:
+    """--qat's STEPS: a whole number, 0 meaning no fine-tuning at all."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (never fine-tune) or more, got {value}")
+    return value
 
 
 def run(args) -> int:
