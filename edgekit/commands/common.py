@@ -55,14 +55,19 @@ def writable(p: Path) -> bool:
         return False
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, least: int = 1, below: str = "must be at least 1") -> int:
+    """An argparse type: a whole number >= least; `below` says what it must be when it is not."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{below}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text)
 
 
 def summary(bundle: Path, manifest, bench: dict[str, dict]) -> str:

@@ -1,13 +1,12 @@
 """`edgekit compile`: model -> verified bundle for a target."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import UsageError
 from ..bench import bench_all, options_from
 from ..converters.qat import STEPS as QAT_STEPS
-from .common import add_bench_opts, add_input_opt, positive_int, summary, write_json
+from .common import add_bench_opts, add_input_opt, positive_int, summary, whole_number, write_json
 
 
 def add_parser(sub) -> None:
@@ -85,13 +84,7 @@ def _distill_opts(args) -> dict | None:
 
 def steps_or_none(text: str) -> int:
     """--qat's STEPS: a whole number, 0 meaning no fine-tuning at all."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (never fine-tune) or more, got {value}")
-    return value
+    return whole_number(text, 0, "must be 0 (never fine-tune) or more")
 
 
 def run(args) -> int:
