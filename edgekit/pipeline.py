@@ -125,7 +125,7 @@ def _second_try(c, first: dict, build, writer: BundleWriter, suffix: str) -> dic
         second = build(aside, qat_policy.STEPS, False, step=f"build-{c.id}-fine-tuned")
     except EdgekitError as e:  # the post-training artifact stays; the record says what the second try hit
         say(f"  {c.id}: fine-tuning failed: {e.message.splitlines()[0][:300]}; the post-training artifact stays")
-        first["converter"]["second_try"] = {"why": "the post-training INT8 artifact failed held-out verification",
+        first["converter"]["second_try"] = {"why": qat_policy.WHY,
                                             "error": e.message, "shipped": "post-training"}
         _remove(aside.parent)
         return first

@@ -49,6 +49,9 @@ def second_try(candidate, res: dict) -> tuple[bool, str | None]:
     return True, None
 
 
+WHY = "the post-training INT8 artifact failed held-out verification"
+
+
 def _summary(v: dict) -> dict:
     return {"status": v["status"], "reason": v.get("reason", ""), "metrics": v.get("metrics", {})}
 
@@ -56,7 +59,7 @@ def _summary(v: dict) -> dict:
 def second_try_record(first: dict, second: dict, shipped: str) -> dict:
     """What the converter record keeps: both verifications, which one shipped, and why."""
     q = second["converter"].get("quantization") or {}
-    return {"why": "the post-training INT8 artifact failed held-out verification: " + (first["verification"].get("reason") or ""),
+    return {"why": f"{WHY}: " + (first["verification"].get("reason") or ""),
             "steps": STEPS, "qat": q.get("qat"), "post_training": _summary(first["verification"]),
             "fine_tuned": _summary(second["verification"]), "shipped": shipped,
             "note": "both were verified on the same held-out samples: the candidate had two tries at one test"}
